@@ -1,0 +1,214 @@
+"""The conversation chain: what to send next, and a client-side transcript (pure, no I/O).
+
+A :class:`Chain` remembers the ``previous_response_id`` of its last *completed* response and a transcript
+of every input and output item of its completed turns (DESIGN.md §4). Per turn, :meth:`Chain.plan` decides
+between two request shapes, never a mix of both (sending history together with ``previous_response_id``
+duplicates the context, PRIOR-ART.md §3.1):
+
+* **by id**: only the new items + ``previous_response_id``;
+* **full**: the whole transcript + the new items, no ``previous_response_id``.
+
+The decision table (also in docs/design.md):
+
+===============================================  ==========================================================
+situation                                        request
+===============================================  ==========================================================
+first turn / after reset                         new items only, no id
+``force_full`` (``previous_response_not_found``)  full transcript (Notice "resend")
+parent stored (``store=true``)                   by id, on either transport (one shared store, §3)
+parent not stored, WS, same connection           by id (the connection-local cache holds it, §1.7)
+parent not stored, SSE                           full transcript (HTTP has no connection cache)
+parent not stored, WS, another connection        full transcript (the cache was per connection)
+===============================================  ==========================================================
+
+Only :meth:`Chain.commit` advances the chain, and the session calls it only after ``response.completed``:
+interrupted, failed and incomplete turns never become the base of the next turn.
+
+Output items are turned back into input items for the transcript (:func:`output_to_input`):
+
+* ``message`` → ``{"type":"message","role":"assistant","content": <text>}`` (ids and statuses dropped: under
+  ``store=false`` the server rejects ids it never persisted); a refusal keeps its refusal text;
+* ``function_call`` → ``{"type":"function_call","call_id","name","arguments"}``;
+* ``reasoning`` with ``encrypted_content`` → kept (summary + encrypted content, no id); without it → kept as
+  a reference by id only when the parent was stored, dropped under ``store=false`` (the server cannot
+  resolve it);
+* other item types (server tools) → ``item_reference`` by id when stored, dropped otherwise.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+__all__ = ["Chain", "TurnPlan", "user_message", "output_to_input", "output_text"]
+
+
+@dataclass(frozen=True, slots=True)
+class TurnPlan:
+    """What one turn sends: ``input`` and ``previous_response_id`` (never both history and an id)."""
+
+    input: list[dict[str, Any]]
+    previous_response_id: str | None
+    full_resend: bool
+    reason: str | None
+    transport: str | None = None
+    store: bool | None = None
+
+
+def user_message(text: str) -> dict[str, Any]:
+    """The input item for a user prompt."""
+    return {"type": "message", "role": "user", "content": [{"type": "input_text", "text": text}]}
+
+
+def output_text(response: dict[str, Any]) -> str:
+    """Concatenated ``output_text`` of every assistant message in a Response object."""
+    parts: list[str] = []
+    for item in response.get("output") or ():
+        if isinstance(item, dict) and item.get("type") == "message":
+            for part in item.get("content") or ():
+                if isinstance(part, dict) and part.get("type") == "output_text":
+                    parts.append(part.get("text") or "")
+    return "".join(parts)
+
+
+def output_to_input(item: dict[str, Any], *, stored: bool) -> dict[str, Any] | None:
+    """The input item that replays an output *item*, or None to drop it (rules in the module docstring)."""
+    itype = item.get("type")
+    if itype == "message":
+        texts: list[str] = []
+        for part in item.get("content") or ():
+            if not isinstance(part, dict):
+                continue
+            if part.get("type") == "output_text":
+                texts.append(part.get("text") or "")
+            elif part.get("type") == "refusal":
+                texts.append(part.get("refusal") or "")
+        return {"type": "message", "role": item.get("role") or "assistant", "content": "".join(texts)}
+    if itype == "function_call":
+        return {
+            "type": "function_call",
+            "call_id": item.get("call_id"),
+            "name": item.get("name"),
+            "arguments": item.get("arguments") or "",
+        }
+    if itype == "reasoning":
+        if item.get("encrypted_content"):
+            return {
+                "type": "reasoning",
+                "summary": item.get("summary") or [],
+                "encrypted_content": item["encrypted_content"],
+            }
+        if stored and item.get("id"):
+            return {"type": "item_reference", "id": item["id"]}
+        return None
+    if stored and item.get("id"):
+        return {"type": "item_reference", "id": item["id"]}
+    return None
+
+
+class Chain:
+    """One named conversation. Pure state; the session serializes its turns with a lock."""
+
+    def __init__(self, name: str = "default") -> None:
+        self.name = name
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget everything: the next turn starts a new conversation."""
+        self.previous_response_id: str | None = None
+        self.transcript: list[dict[str, Any]] = []
+        self.turns = 0
+        self.last_transport: str | None = None
+        self.last_store: bool | None = None
+        # Opaque id of the WS connection that served the last completed turn (set by the session) -
+        # the pool hands it back to this chain when idle, so store=false can chain through its cache.
+        self.connection_id: str | None = None
+        self.last_model: str | None = None
+
+    def plan(
+        self,
+        new_input_items: list[dict[str, Any]],
+        *,
+        transport: str,
+        store: bool,
+        same_connection: bool,
+        force_full: bool = False,
+    ) -> TurnPlan:
+        """Decide what this turn sends (table in the module docstring)."""
+        new_items = list(new_input_items)
+        if self.previous_response_id is None:
+            return TurnPlan(new_items, None, False, None, transport, store)
+        if force_full:
+            return self._full(new_items, "previous response not found on the server", transport, store)
+        if self.last_store:
+            return TurnPlan(new_items, self.previous_response_id, False, None, transport, store)
+        if transport == "ws" and same_connection and self.last_transport == "ws":
+            return TurnPlan(new_items, self.previous_response_id, False, None, transport, store)
+        if transport != "ws":
+            why = "store=false and the SSE transport has no connection cache"
+        elif self.last_transport != "ws":
+            why = "store=false and the previous turn was served over SSE"
+        else:
+            why = "store=false and the WebSocket connection changed"
+        return self._full(new_items, why, transport, store)
+
+    def _full(self, new_items: list[dict[str, Any]], why: str, transport: str, store: bool) -> TurnPlan:
+        return TurnPlan([*self.transcript, *new_items], None, bool(self.transcript), why, transport, store)
+
+    def commit(
+        self,
+        plan: TurnPlan,
+        new_input_items: list[dict[str, Any]],
+        response: dict[str, Any],
+        *,
+        connection_id: str | None = None,
+    ) -> None:
+        """Advance the chain after ``response.completed`` (never call it for other outcomes)."""
+        if response.get("status", "completed") != "completed":
+            raise ValueError("only a completed response may advance the chain")
+        stored = bool(response.get("store", plan.store if plan.store is not None else True))
+        self.transcript.extend(new_input_items)
+        for item in response.get("output") or ():
+            if isinstance(item, dict):
+                replay = output_to_input(item, stored=stored)
+                if replay is not None:
+                    self.transcript.append(replay)
+        self.previous_response_id = response.get("id")
+        self.turns += 1
+        self.last_transport = plan.transport
+        self.last_store = stored
+        self.connection_id = connection_id
+        self.last_model = response.get("model")
+
+    def history(self) -> list[tuple[str, str]]:
+        """``(role, text)`` pairs of the transcript's messages, for display."""
+        out: list[tuple[str, str]] = []
+        for item in self.transcript:
+            if item.get("type") not in ("message", None) or "role" not in item:
+                if item.get("type") == "function_call":
+                    out.append(("tool", f"{item.get('name')}({item.get('arguments')})"))
+                continue
+            content = item.get("content")
+            if isinstance(content, str):
+                text = content
+            else:
+                text = "".join(
+                    p.get("text") or p.get("refusal") or ""
+                    for p in content or ()
+                    if isinstance(p, dict) and p.get("type") in ("input_text", "output_text", "refusal")
+                )
+            out.append((item["role"], text))
+        return out
+
+    def snapshot(self) -> dict[str, Any]:
+        """A small status dict (for ``ResponsesSession.status()``)."""
+        return {
+            "turns": self.turns,
+            "previous_response_id": self.previous_response_id,
+            "transport": self.last_transport,
+            "store": self.last_store,
+            "items": len(self.transcript),
+        }
+
+    def __repr__(self) -> str:
+        return f"Chain({self.name!r}, turns={self.turns}, previous_response_id={self.previous_response_id!r})"

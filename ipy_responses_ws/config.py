@@ -1,0 +1,260 @@
+"""Settings: one frozen dataclass, and where each value comes from.
+
+Nothing secret is resolved at construction. ``base_url`` and ``api_key`` default to ``None``, which means
+"read ``OPENAI_BASE_URL`` / ``OPENAI_API_KEY`` from the environment at call time" (DESIGN.md §6), so a
+notebook can ``%env`` a key after loading the extension. The key is excluded from ``repr``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import ipaddress
+import os
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+from .errors import ConfigError, InsecureTransportError, MissingAPIKeyError, register_secret
+
+__all__ = ["Settings", "parse_config_value", "DEFAULT_BASE_URL", "is_loopback_host"]
+
+DEFAULT_BASE_URL = "https://api.openai.com/v1"
+
+_TRANSPORTS = ("ws", "sse")
+_EFFORTS = ("none", "minimal", "low", "medium", "high", "xhigh")
+_SUMMARIES = ("auto", "concise", "detailed")
+
+
+def is_loopback_host(host: str | None) -> bool:
+    """True for ``localhost``, 127.0.0.0/8 and ::1 (the only hosts a key may reach in clear text)."""
+    if not host:
+        return False
+    host = host.strip("[]").lower()
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """Everything a turn needs besides the prompt. Build variants with :meth:`with_changes`."""
+
+    base_url: str | None = None
+    api_key: str | None = field(default=None, repr=False)
+    organization: str | None = None
+    project: str | None = None
+    extra_headers: tuple[tuple[str, str], ...] = ()
+    model: str = "gpt-5-mini"
+    transport: str = "ws"
+    store: bool = True
+    instructions: str | None = None
+    max_output_tokens: int | None = None
+    temperature: float | None = None
+    reasoning_effort: str | None = None
+    reasoning_summary: str | None = None
+    # Timeouts in seconds. first_event is generous because reasoning models can think for minutes
+    # before the first event; idle is the gap allowed between two events once streaming started.
+    connect_timeout: float = 15.0
+    first_event_timeout: float = 300.0
+    idle_timeout: float = 120.0
+    # Rotate before OpenAI's 60-minute cap (PROTOCOL.md §1.9; 55 min as in opencode and docker-agent).
+    max_connection_age: float = 3300.0
+    pool_size: int = 4
+    heartbeat: float | None = 20.0
+    allow_insecure: bool = False
+    fallback_to_sse: bool = True
+    use_stream_lanes: bool = False
+    warmup: bool = False
+
+    def __post_init__(self) -> None:
+        self._validate()
+
+    # --- construction ---------------------------------------------------------------------------------
+
+    @classmethod
+    def from_env(cls, **overrides: Any) -> Settings:
+        """Settings with *overrides*; env-backed values stay ``None`` and are read at call time."""
+        try:
+            return cls(**overrides)
+        except TypeError as exc:
+            raise ConfigError(
+                f"Unknown setting: {exc}.", hint=f"Valid settings: {', '.join(cls.names())}."
+            ) from exc
+
+    @classmethod
+    def names(cls) -> list[str]:
+        return [f.name for f in dataclasses.fields(cls)]
+
+    def with_changes(self, **changes: Any) -> Settings:
+        """A validated copy with *changes* applied (bad names or values raise :class:`ConfigError`)."""
+        unknown = sorted(set(changes) - set(self.names()))
+        if unknown:
+            raise ConfigError(
+                f"Unknown setting(s): {', '.join(unknown)}.",
+                hint=f"Valid settings: {', '.join(self.names())}.",
+            )
+        if "extra_headers" in changes:
+            changes["extra_headers"] = _as_header_pairs(changes["extra_headers"])
+        return dataclasses.replace(self, **changes)
+
+    def _validate(self) -> None:
+        if self.transport not in _TRANSPORTS:
+            raise ConfigError(f"transport must be 'ws' or 'sse', not {self.transport!r}.")
+        for name in ("connect_timeout", "first_event_timeout", "idle_timeout", "max_connection_age"):
+            value = getattr(self, name)
+            if not isinstance(value, int | float) or isinstance(value, bool) or value <= 0:
+                raise ConfigError(f"{name} must be a positive number of seconds, not {value!r}.")
+        if self.heartbeat is not None and (
+            not isinstance(self.heartbeat, int | float) or self.heartbeat <= 0
+        ):
+            raise ConfigError(
+                f"heartbeat must be a positive number of seconds or None, not {self.heartbeat!r}."
+            )
+        if not isinstance(self.pool_size, int) or isinstance(self.pool_size, bool) or self.pool_size < 1:
+            raise ConfigError(f"pool_size must be an integer >= 1, not {self.pool_size!r}.")
+        if self.max_output_tokens is not None and (
+            not isinstance(self.max_output_tokens, int) or self.max_output_tokens < 1
+        ):
+            raise ConfigError(
+                f"max_output_tokens must be a positive integer, not {self.max_output_tokens!r}."
+            )
+        if self.temperature is not None and (
+            not isinstance(self.temperature, int | float) or not 0 <= self.temperature <= 2
+        ):
+            raise ConfigError(f"temperature must be between 0 and 2, not {self.temperature!r}.")
+        if self.reasoning_effort is not None and self.reasoning_effort not in _EFFORTS:
+            raise ConfigError(
+                f"reasoning_effort must be one of {', '.join(_EFFORTS)}, not {self.reasoning_effort!r}."
+            )
+        if self.reasoning_summary is not None and self.reasoning_summary not in _SUMMARIES:
+            raise ConfigError(
+                f"reasoning_summary must be one of {', '.join(_SUMMARIES)}, not {self.reasoning_summary!r}."
+            )
+        if not self.model or not isinstance(self.model, str):
+            raise ConfigError("model must be a non-empty string.")
+        if self.base_url is not None:
+            _check_base_url(self.base_url)
+        if not isinstance(self.extra_headers, tuple) or not all(
+            isinstance(p, tuple) and len(p) == 2 for p in self.extra_headers
+        ):
+            raise ConfigError("extra_headers must be a tuple of (name, value) pairs.")
+
+    # --- call-time resolution ---------------------------------------------------------------------------
+
+    def resolved_base_url(self) -> str:
+        """``base_url``, else ``OPENAI_BASE_URL``, else the public API; without a trailing slash."""
+        url = self.base_url or os.environ.get("OPENAI_BASE_URL") or DEFAULT_BASE_URL
+        _check_base_url(url)
+        return url.rstrip("/")
+
+    def resolved_api_key(self) -> str:
+        """``api_key``, else ``OPENAI_API_KEY`` (read now). Registers it for redaction."""
+        key = self.api_key or os.environ.get("OPENAI_API_KEY") or ""
+        key = key.strip()
+        if not key:
+            raise MissingAPIKeyError()
+        register_secret(key)
+        return key
+
+    def http_url(self) -> str:
+        """``{base}/responses`` for ``POST`` (SSE transport)."""
+        return self.resolved_base_url() + "/responses"
+
+    def ws_url(self) -> str:
+        """The WebSocket URL derived like openai-python: http→ws, https→wss, plus ``/responses`` (§4)."""
+        parts = urlsplit(self.resolved_base_url())
+        scheme = {"http": "ws", "https": "wss"}.get(parts.scheme, parts.scheme)
+        return urlunsplit((scheme, parts.netloc, parts.path.rstrip("/") + "/responses", parts.query, ""))
+
+    def check_secure(self, url: str) -> None:
+        """Refuse clear-text ``ws://`` / ``http://`` to a non-loopback host unless ``allow_insecure``."""
+        parts = urlsplit(url)
+        if (
+            parts.scheme in ("ws", "http")
+            and not self.allow_insecure
+            and not is_loopback_host(parts.hostname)
+        ):
+            raise InsecureTransportError(url=f"{parts.scheme}://{parts.netloc}")
+
+    def auth_headers(self) -> dict[str, str]:
+        """Headers for both transports: Authorization, optional organization/project, extras."""
+        headers = {"Authorization": f"Bearer {self.resolved_api_key()}"}
+        if self.organization:
+            headers["OpenAI-Organization"] = self.organization
+        if self.project:
+            headers["OpenAI-Project"] = self.project
+        for name, value in self.extra_headers:
+            headers[name] = value
+        return headers
+
+
+def _check_base_url(url: str) -> None:
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https", "ws", "wss") or not parts.netloc:
+        raise ConfigError(
+            f"base URL must look like https://host/v1, not {url!r}.",
+            hint="Fix OPENAI_BASE_URL or the base_url setting.",
+        )
+
+
+def _as_header_pairs(value: Any) -> tuple[tuple[str, str], ...]:
+    if isinstance(value, dict):
+        return tuple((str(k), str(v)) for k, v in value.items())
+    try:
+        return tuple((str(k), str(v)) for k, v in value)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError("extra_headers must be a dict or (name, value) pairs.") from exc
+
+
+_BOOL_TRUE = {"1", "true", "yes", "on"}
+_BOOL_FALSE = {"0", "false", "no", "off"}
+
+
+def parse_config_value(key: str, text: str) -> Any:
+    """Turn the text of ``%responses config key=value`` into the typed value for *key*.
+
+    ``none``/``null`` (case-insensitive) gives ``None`` for optional fields. ``api_key`` is refused: a
+    key typed into a cell would end up in the notebook file.
+    """
+    fields = {f.name: f for f in dataclasses.fields(Settings)}
+    if key not in fields:
+        raise ConfigError(f"Unknown setting {key!r}.", hint=f"Valid settings: {', '.join(fields)}.")
+    if key == "api_key":
+        raise ConfigError(
+            "The API key cannot be set with %responses config (it would be saved in the notebook).",
+            hint="Use `%env OPENAI_API_KEY=...` or set it in the environment before starting Jupyter.",
+        )
+    text = text.strip()
+    default = fields[key].default
+    if text.lower() in ("none", "null") and (default is None or key == "heartbeat"):
+        return None
+    if key == "extra_headers":
+        pairs = []
+        for chunk in filter(None, (c.strip() for c in text.split(","))):
+            name, sep, value = chunk.partition(":")
+            if not sep:
+                raise ConfigError(f"extra_headers wants 'Name: value, Other: value', got {chunk!r}.")
+            pairs.append((name.strip(), value.strip()))
+        return tuple(pairs)
+    if isinstance(default, bool):
+        low = text.lower()
+        if low in _BOOL_TRUE:
+            return True
+        if low in _BOOL_FALSE:
+            return False
+        raise ConfigError(f"{key} wants true or false, not {text!r}.")
+    numeric_int = key in ("pool_size", "max_output_tokens")
+    numeric_float = isinstance(default, float) or key in ("temperature", "heartbeat")
+    try:
+        if numeric_int:
+            return int(text)
+        if numeric_float:
+            return float(text)
+    except ValueError as exc:
+        raise ConfigError(f"{key} wants a number, not {text!r}.") from exc
+    if len(text) >= 2 and text[0] == text[-1] and text[0] in "'\"":
+        text = text[1:-1]
+    return text

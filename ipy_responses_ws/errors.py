@@ -1,0 +1,393 @@
+"""One exception hierarchy for the whole package.
+
+::
+
+    ResponsesError                       root; .hint says what to do; str() = what happened + hint
+    ├── ConfigError                      bad settings / arguments
+    │   ├── MissingAPIKeyError           OPENAI_API_KEY unset
+    │   └── InsecureTransportError       key over ws:// or http:// to a non-loopback host
+    ├── TransportError                   the connection itself failed
+    │   ├── ConnectError                 TCP/TLS/DNS failure (.url)
+    │   ├── HandshakeError               WS upgrade refused (.status, .body, .url): fallback-eligible
+    │   ├── ConnectionClosedError        socket closed mid-turn (.code, .reason, .received_any)
+    │   ├── StreamTimeoutError           .phase in {"connect", "first_event", "idle"}, .seconds
+    │   └── ProtocolError                malformed frame/payload, binary frame, no terminal event
+    ├── APIError                         the server said no (.status, .code, .message, .param, .request_id, .headers)
+    │   ├── AuthenticationError          401/403: names OPENAI_API_KEY, never the key
+    │   ├── RateLimitError               429 (.retry_after seconds or None)
+    │   └── ResponseFailedError          response.failed terminal event (.response_id)
+    └── PoolClosedError                  the session/pool was closed
+
+Secrets never reach exception text: every message and every free-text field is passed through
+:func:`redact` with the keys registered by :func:`register_secret` (``Settings.resolved_api_key()``
+registers the key it returns). Redaction covers the exact key and any ``Bearer <token>`` pattern, because
+servers and proxies sometimes echo request headers back in error bodies (PROTOCOL.md §3, B4).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+__all__ = [
+    "ResponsesError",
+    "ConfigError",
+    "MissingAPIKeyError",
+    "InsecureTransportError",
+    "TransportError",
+    "ConnectError",
+    "HandshakeError",
+    "ConnectionClosedError",
+    "StreamTimeoutError",
+    "ProtocolError",
+    "APIError",
+    "AuthenticationError",
+    "RateLimitError",
+    "ResponseFailedError",
+    "PoolClosedError",
+    "redact",
+    "register_secret",
+    "api_error_from_status",
+]
+
+REDACTED = "[REDACTED]"
+_BEARER_RE = re.compile(r"(?i)\b(bearer)\s+[^\s\"',;]+")
+# Keys seen in this process (memory only). Short strings are not registered: redacting "a" everywhere
+# would mangle messages and a real key is never that short.
+_SECRETS: set[str] = set()
+_MIN_SECRET_LEN = 6
+
+
+def register_secret(secret: str | None) -> None:
+    """Remember *secret* so that every later error message redacts it."""
+    if secret and len(secret) >= _MIN_SECRET_LEN:
+        _SECRETS.add(secret)
+
+
+def redact(text: str, secrets: Iterable[str] = ()) -> str:
+    """Return *text* with every secret and every ``Bearer <token>`` replaced by ``[REDACTED]``.
+
+    *secrets* adds to the process-wide set registered with :func:`register_secret`.
+    """
+    if not text:
+        return text
+    for secret in (*secrets, *_SECRETS):
+        if secret and secret in text:
+            text = text.replace(secret, REDACTED)
+    if "earer" in text or "EARER" in text:
+        text = _BEARER_RE.sub(lambda m: f"{m.group(1)} {REDACTED}", text)
+    return text
+
+
+def _clean(value: Any) -> Any:
+    """Redact strings (and the string values of a mapping); leave other values alone."""
+    if isinstance(value, str):
+        return redact(value)
+    if isinstance(value, Mapping):
+        return {k: _clean(v) for k, v in value.items()}
+    return value
+
+
+class ResponsesError(Exception):
+    """Root of every error raised by ipy_responses_ws.
+
+    ``str(err)`` is computed from the fields: what happened, then what to do (``hint``). Every text
+    field is key-redacted at construction, so the error can be logged or shown as-is.
+    """
+
+    default_hint: str = ""
+
+    def __init__(self, message: str = "", *, hint: str | None = None) -> None:
+        self.message = redact(message or self._default_message())
+        self.hint = redact(hint if hint is not None else self.default_hint)
+        super().__init__(str(self))
+
+    def _default_message(self) -> str:
+        return self.__class__.__name__
+
+    def __str__(self) -> str:
+        if self.hint:
+            return f"{self.message} {self.hint}".strip()
+        return self.message
+
+    def __repr__(self) -> str:
+        return f"{self.__class__.__name__}({str(self)!r})"
+
+    def __reduce__(self) -> Any:
+        # Exceptions with keyword-only fields do not pickle by default; keep them picklable for
+        # multiprocessing and IPython's traceback machinery.
+        return (_rebuild, (self.__class__, self.__dict__.copy()))
+
+
+def _rebuild(cls: type[ResponsesError], state: dict[str, Any]) -> ResponsesError:
+    err = cls.__new__(cls)
+    err.__dict__.update(state)
+    Exception.__init__(err, str(err))
+    return err
+
+
+# --- configuration -----------------------------------------------------------------------------------
+
+
+class ConfigError(ResponsesError):
+    """A setting or argument has a bad value."""
+
+    default_hint = "Check the value and try again."
+
+
+class MissingAPIKeyError(ConfigError):
+    """No API key was given and OPENAI_API_KEY is not set."""
+
+    default_hint = (
+        "Set it with `%env OPENAI_API_KEY=sk-...` (or `os.environ['OPENAI_API_KEY'] = ...`) before the call. "
+        "To try the package offline, start the local emulator: `python -m ipy_responses_ws.emulator` and set "
+        "OPENAI_BASE_URL to the URL it prints."
+    )
+
+    def _default_message(self) -> str:
+        return "No OpenAI API key: OPENAI_API_KEY is not set and no api_key was given."
+
+
+class InsecureTransportError(ConfigError):
+    """The key would travel in clear text to a host that is not this machine."""
+
+    default_hint = "Use an https:// base URL, or pass allow_insecure=True if you really mean to send the key unencrypted."
+
+    def __init__(self, message: str = "", *, url: str | None = None, hint: str | None = None) -> None:
+        self.url = url
+        super().__init__(message, hint=hint)
+
+    def _default_message(self) -> str:
+        return f"Refusing to send the API key over an unencrypted connection to {self.url!s}."
+
+
+# --- transport ---------------------------------------------------------------------------------------
+
+
+class TransportError(ResponsesError):
+    """The connection itself failed (nothing the server said)."""
+
+    default_hint = "Check the network and the base URL (OPENAI_BASE_URL), then run the cell again."
+
+
+class ConnectError(TransportError):
+    """TCP, TLS or DNS failure while connecting to ``url``."""
+
+    def __init__(self, message: str = "", *, url: str | None = None, hint: str | None = None) -> None:
+        self.url = url
+        super().__init__(message, hint=hint)
+
+    def _default_message(self) -> str:
+        return f"Could not connect to {self.url}."
+
+
+class HandshakeError(TransportError):
+    """The WebSocket upgrade was refused with an HTTP status (fallback-eligible)."""
+
+    default_hint = "The server or a proxy does not accept WebSocket mode; the SSE transport may still work."
+
+    def __init__(
+        self,
+        message: str = "",
+        *,
+        status: int | None = None,
+        body: str | None = None,
+        url: str | None = None,
+        hint: str | None = None,
+    ) -> None:
+        self.status = status
+        self.body = redact(body) if body else body
+        self.url = url
+        super().__init__(message, hint=hint)
+
+    def _default_message(self) -> str:
+        return f"WebSocket handshake with {self.url} was refused (HTTP {self.status})."
+
+
+class ConnectionClosedError(TransportError):
+    """The socket closed before the response reached a terminal event."""
+
+    def __init__(
+        self,
+        message: str = "",
+        *,
+        code: int | None = None,
+        reason: str | None = None,
+        received_any: bool = False,
+        hint: str | None = None,
+    ) -> None:
+        self.code = code
+        self.reason = redact(reason) if reason else reason
+        self.received_any = received_any
+        super().__init__(message, hint=hint)
+
+    def _default_message(self) -> str:
+        why = f" ({self.reason})" if self.reason else ""
+        where = "mid-response" if self.received_any else "before any event arrived"
+        return f"The connection closed {where} with code {self.code}{why}."
+
+
+class StreamTimeoutError(TransportError):
+    """Nothing arrived in time: while connecting, before the first event, or between events."""
+
+    _PHASES = {
+        "connect": "connecting",
+        "first_event": "waiting for the first event",
+        "idle": "waiting for the next event",
+    }
+
+    def __init__(
+        self,
+        message: str = "",
+        *,
+        phase: str = "idle",
+        seconds: float | None = None,
+        hint: str | None = None,
+    ) -> None:
+        self.phase = phase
+        self.seconds = seconds
+        if hint is None:
+            setting = {"connect": "connect_timeout", "first_event": "first_event_timeout"}.get(
+                phase, "idle_timeout"
+            )
+            hint = f"Run the cell again; if the server is just slow, raise `{setting}` (%responses config)."
+        super().__init__(message, hint=hint)
+
+    def _default_message(self) -> str:
+        return f"Timed out after {self.seconds:g} s {self._PHASES.get(self.phase, self.phase)}."
+
+
+class ProtocolError(TransportError):
+    """The server sent something that is not a valid Responses API event."""
+
+    default_hint = (
+        "The connection was discarded; run the cell again. If it repeats, the server is not compatible."
+    )
+
+
+# --- API ---------------------------------------------------------------------------------------------
+
+
+class APIError(ResponsesError):
+    """The server answered with an error (HTTP status or an ``error`` event)."""
+
+    default_hint = "See the message above; fix the request or try again later."
+
+    def __init__(
+        self,
+        message: str = "",
+        *,
+        status: int | None = None,
+        code: str | None = None,
+        param: str | None = None,
+        request_id: str | None = None,
+        headers: Mapping[str, str] | None = None,
+        hint: str | None = None,
+    ) -> None:
+        self.status = status
+        self.code = code
+        self.param = param
+        self.request_id = request_id
+        self.headers = _clean(dict(headers)) if headers else {}
+        super().__init__(message, hint=hint)
+
+    def _default_message(self) -> str:
+        return "The API returned an error."
+
+    def __str__(self) -> str:
+        bits = []
+        if self.status is not None:
+            bits.append(f"HTTP {self.status}")
+        if self.code:
+            bits.append(str(self.code))
+        if self.param:
+            bits.append(f"param={self.param}")
+        if self.request_id:
+            bits.append(f"request id {self.request_id}")
+        head = f"{self.message} ({', '.join(bits)})" if bits else self.message
+        return f"{head} {self.hint}".strip() if self.hint else head
+
+
+class AuthenticationError(APIError):
+    """401/403: the key is wrong, revoked or lacks access. The key itself is never shown."""
+
+    default_hint = (
+        "Check OPENAI_API_KEY (and OPENAI_ORG_ID / project if you set them): set the right key with "
+        "`%env OPENAI_API_KEY=...` and run the cell again."
+    )
+
+    def _default_message(self) -> str:
+        return "The server rejected the API key."
+
+
+class RateLimitError(APIError):
+    """429: too many requests or tokens, or no quota left."""
+
+    def __init__(self, message: str = "", *, retry_after: float | None = None, **kw: Any) -> None:
+        self.retry_after = retry_after
+        if kw.get("hint") is None:
+            wait = f"Wait {retry_after:g} s" if retry_after is not None else "Wait a little"
+            kw["hint"] = f"{wait} and run the cell again; check your plan and billing if it persists."
+        super().__init__(message, **kw)
+
+
+class ResponseFailedError(APIError):
+    """The response ended with ``response.failed``."""
+
+    def __init__(self, message: str = "", *, response_id: str | None = None, **kw: Any) -> None:
+        self.response_id = response_id
+        super().__init__(message, **kw)
+
+    def _default_message(self) -> str:
+        return "The response failed."
+
+
+class PoolClosedError(ResponsesError):
+    """The session or its connection pool was closed."""
+
+    default_hint = "Create a new ResponsesSession (or reload the extension) to continue."
+
+    def _default_message(self) -> str:
+        return "The session is closed."
+
+
+def _parse_retry_after(headers: Mapping[str, str] | None) -> float | None:
+    """``retry-after-ms`` wins over ``retry-after`` (seconds), as in openai-python (PROTOCOL.md §3)."""
+    if not headers:
+        return None
+    lowered = {str(k).lower(): v for k, v in headers.items()}
+    for name, scale in (("retry-after-ms", 1000.0), ("retry-after", 1.0)):
+        raw = lowered.get(name)
+        if raw is None:
+            continue
+        try:
+            return float(raw) / scale
+        except (TypeError, ValueError):
+            continue
+    return None
+
+
+def api_error_from_status(
+    status: int | None,
+    *,
+    message: str | None = None,
+    code: str | None = None,
+    param: str | None = None,
+    request_id: str | None = None,
+    headers: Mapping[str, str] | None = None,
+) -> APIError:
+    """Build the right :class:`APIError` subclass for an HTTP-style status (PROTOCOL.md §3 error table)."""
+    msg = message or (f"The server answered HTTP {status}." if status else "The server returned an error.")
+    kw: dict[str, Any] = {
+        "status": status,
+        "code": code,
+        "param": param,
+        "request_id": request_id,
+        "headers": headers,
+    }
+    if status in (401, 403) or code == "invalid_api_key":
+        return AuthenticationError(msg, **kw)
+    if status == 429 or code in ("rate_limit_exceeded", "insufficient_quota"):
+        return RateLimitError(msg, retry_after=_parse_retry_after(headers), **kw)
+    return APIError(msg, **kw)
