@@ -1,0 +1,487 @@
+"""The notebook face: the live response view, the transport toggle and the control panel.
+
+Core ipywidgets only (HTML, Button, ToggleButtons, VBox/HBox, Accordion), so JupyterLab, Notebook 7, VS Code
+and Colab can all render them (DESIGN.md §5). Nothing here talks to the network or to IPython: the magics
+feed events in and decide where the view is displayed.
+
+Traffic. Setting a widget value re-sends all of it; per-token updates are quadratic (DESIGN.md §5). The view
+therefore:
+
+* coalesces: widget writes happen only in :meth:`ResponseView.flush`, at most once per ``interval``
+  (default 70 ms, so well over 10 updates a second);
+* freezes: finished Markdown blocks (:class:`~ipy_responses_ws.render.BlockFreezer`) go into child ``HTML``
+  widgets that are never written again; only the live tail is re-rendered. Child widgets share one
+  ``Layout`` and one style, so each costs one ``comm_open``; they sit in pages of :data:`PAGE_SIZE` so no
+  children list grows long;
+* freezes lazily: a finished block stays in the live tail until re-sending it would have cost about as much
+  as a new child widget (a ski-rental rule), so slow streams do not create one widget per paragraph and
+  fast streams freeze a large chunk per update.
+
+Threads. Exactly one thread writes to a view's widgets: the kernel's main thread for a foreground cell, the
+session's I/O loop thread (through ``on_event`` and done callbacks) for a background cell (DESIGN.md §2).
+A Stop click only asks the session to cancel; the resulting end of the turn is drawn by the writer thread.
+"""
+
+from __future__ import annotations
+
+import html
+import logging
+import threading
+import time
+import weakref
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import ipywidgets as widgets
+from ipywidgets.widgets.widget_string import HTMLStyle
+
+from .render import BlockFreezer, CoalescingClock, TurnState, final_bundle, format_seconds, render_markdown
+
+__all__ = ["PAGE_SIZE", "ControlPanel", "ResponseView", "TransportToggle", "close_widgets"]
+
+log = logging.getLogger(__name__)
+
+PAGE_SIZE = 24
+# Rough cost of one frozen child widget on the wire: its comm_open (~0.5 KB of state plus the message
+# envelope), its slot in a children list and its comm_close at the end. Measured with ipywidgets 8.1.
+CHUNK_OVERHEAD = 1500
+
+_STATE_COLOURS = {
+    "connecting": "#6b7280",
+    "waiting": "#6b7280",
+    "streaming": "#2563eb",
+    "done": "#15803d",
+    "incomplete": "#b45309",
+    "interrupted": "#b45309",
+    "failed": "#b91c1c",
+}
+_BADGE_STYLE = (
+    "display:inline-block;padding:0 6px;border-radius:4px;font-weight:600;font-size:85%;"
+    "color:white;background:{bg};margin-right:6px"
+)
+
+
+def close_widgets(items: Iterable[widgets.Widget]) -> None:
+    """Close widgets and the Layout/Style widgets they hold, so no comm is left open."""
+    seen: set[int] = set()
+    for w in items:
+        for part in (w, getattr(w, "layout", None), getattr(w, "style", None)):
+            if isinstance(part, widgets.Widget) and id(part) not in seen:
+                seen.add(id(part))
+                try:
+                    part.close()
+                except Exception:  # a widget whose kernel is gone; nothing left to free
+                    log.debug("closing %r failed", part, exc_info=True)
+
+
+class ResponseView:
+    """The live view of one ``%%respond`` turn.
+
+    Feed events with :meth:`handle` (cheap, no widget writes), call :meth:`flush` often (it writes at most
+    once per ``interval``), then :meth:`finish` with the ``TurnResult``. :meth:`final_bundle` gives the
+    plain display bundle that replaces the view, and :meth:`close` frees every widget.
+    """
+
+    def __init__(
+        self,
+        *,
+        transport: str | None = None,
+        model: str | None = None,
+        background: bool = False,
+        on_stop: Callable[[], Any] | None = None,
+        interval: float = 0.07,
+        status_interval: float = 0.25,
+        max_tail: int = 2048,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.state = TurnState(
+            transport=transport,
+            model=model,
+            clock=clock,
+            freezer=BlockFreezer(min_chunk=1 << 30, max_tail=max_tail),
+        )
+        self._clock = CoalescingClock(interval, clock=clock)
+        self._status_clock = CoalescingClock(status_interval, clock=clock)
+        self._now = clock
+        self._lock = threading.Lock()  # guards handle()/flush() when a Stop click races the writer
+        self._on_stop = on_stop
+        self.background = background
+        self._written_version = -1
+        self._status_written = ""
+        self._tail_written = ""
+        self._reasoning_written = ""
+        self._calls_written = ""
+        self._resent_since_freeze = 0
+        self.updates = 0  # widget writes of the live tail (tests and benchmarks read this)
+        self.closed = False
+        self.finished = False
+
+        self._shared_layout = widgets.Layout(margin="0", padding="0")
+        self._shared_style = HTMLStyle()
+        self._created: list[widgets.Widget] = []
+
+        self.status = self._html("", layout=widgets.Layout(margin="2px 0"))
+        self.stop_button = self._track(
+            widgets.Button(
+                description="Stop",
+                icon="stop",
+                button_style="warning",
+                layout=widgets.Layout(width="auto"),
+                disabled=not background,
+                tooltip=(
+                    "Stop this background response"
+                    if background
+                    else "This cell runs in the foreground: use the notebook's Interrupt (■) to stop it."
+                ),
+            )
+        )
+        self.stop_button.on_click(self._stop_clicked)
+        self.reasoning_html = self._html("")
+        self.reasoning = self._track(
+            widgets.Accordion(children=[self.reasoning_html], layout=widgets.Layout(display="none"))
+        )
+        self.reasoning.set_title(0, "Reasoning summary")
+        self.reasoning.selected_index = None
+        self.calls = self._html("", layout=widgets.Layout(display="none"))
+        self.live = self._html("", shared=True)
+        self._pages: list[widgets.VBox] = []
+        self.body = self._track(widgets.VBox([self.live], layout=widgets.Layout(margin="0")))
+        self.error = self._html("", layout=widgets.Layout(display="none"))
+        header = self._track(
+            widgets.HBox(
+                [self.status, self.stop_button], layout=widgets.Layout(align_items="center", gap="8px")
+            )
+        )
+        self.widget = self._track(widgets.VBox([header, self.reasoning, self.calls, self.body, self.error]))
+        self._write_status(force=True)
+
+    # -- construction helpers ------------------------------------------------------------------------------
+
+    def _track(self, w: widgets.Widget) -> Any:
+        self._created.append(w)
+        return w
+
+    def _html(
+        self, value: str, *, layout: widgets.Layout | None = None, shared: bool = False
+    ) -> widgets.HTML:
+        if shared or layout is None:
+            w = widgets.HTML(value, layout=self._shared_layout, style=self._shared_style)
+        else:
+            w = widgets.HTML(value, layout=layout, style=self._shared_style)
+        return self._track(w)
+
+    # -- feeding ----------------------------------------------------------------------------------------------
+
+    def handle(self, item: Any) -> str:
+        """Fold one event/notice into the view's state (no widget writes); return the text it added."""
+        with self._lock:
+            return self.state.apply(item)
+
+    def flush(self, *, force: bool = False) -> bool:
+        """Write pending changes to the widgets if an update is due (or ``force``). True if it wrote."""
+        if self.closed:
+            return False
+        with self._lock:
+            if not force and not self._clock.due():
+                return False
+            self._clock.mark()
+            wrote = self._write_body(final=False)
+            wrote |= self._write_extras()
+            wrote |= self._write_status(force=force)
+            return wrote
+
+    def finish(self, result: Any) -> None:
+        """Show how the turn ended (freezes the rest of the answer, final status, error in words)."""
+        if self.closed:
+            return
+        with self._lock:
+            self.state.finish(result)
+            text = getattr(result, "text", None)
+            if (
+                text is not None
+                and text != self.state.freezer.text
+                and text.startswith(self.state.freezer.text)
+            ):
+                # Events can be cut short (interrupt); the result's text is the truth.
+                self.state.freezer.feed(text[len(self.state.freezer.text) :])
+            self._write_body(final=True)
+            self._write_extras()
+            if self.state.error:
+                self.error.value = (
+                    '<div style="color:#b91c1c;white-space:pre-wrap"><b>Error:</b> '
+                    f"{html.escape(self.state.error)}</div>"
+                )
+                self.error.layout.display = ""
+            self.stop_button.disabled = True
+            self.stop_button.layout.display = "none"
+            self.finished = True
+            self._write_status(force=True)
+
+    def final_bundle(self, result: Any) -> tuple[dict[str, str], dict[str, Any]]:
+        """The plain ``text/markdown`` + ``text/plain`` bundle that replaces this view in the saved notebook."""
+        return final_bundle(result, model=self.state.model)
+
+    def close(self) -> None:
+        """Close every widget of the view (no comm is left open)."""
+        if self.closed:
+            return
+        self.closed = True
+        close_widgets(self._created)
+        close_widgets([self._shared_layout, self._shared_style])
+        self._created.clear()
+
+    # -- writing ---------------------------------------------------------------------------------------------
+
+    def _write_body(self, *, final: bool) -> bool:
+        freezer = self.state.freezer
+        chunk: str | None = None
+        if final:
+            chunk = freezer.freeze(final=True)
+        else:
+            # Ski rental: finished blocks stay in the live tail until re-sending them would cost about as
+            # much as one more child widget; then (or at once, when much text arrived) they are frozen.
+            freezer.min_chunk = max(1, CHUNK_OVERHEAD - self._resent_since_freeze)
+            chunk = freezer.freeze()
+        if chunk:
+            self._append_chunk(chunk)
+            self._resent_since_freeze = 0
+        tail = "" if final else freezer.tail_html()
+        if tail == self._tail_written and not chunk:
+            return False
+        if tail != self._tail_written:
+            self.live.value = tail
+            self._tail_written = tail
+            self.updates += 1
+            # The finished-but-unfrozen part of the tail was just sent (once more).
+            self._resent_since_freeze += freezer.pending
+        return True
+
+    def _append_chunk(self, chunk_html: str) -> None:
+        child = self._html(chunk_html, shared=True)
+        if self._pages and len(self._pages[-1].children) < PAGE_SIZE:
+            page = self._pages[-1]
+            page.children = (*page.children, child)
+        else:
+            page = self._track(widgets.VBox([child], layout=self._shared_layout))
+            self._pages.append(page)
+            self.body.children = (*self._pages, self.live)
+
+    def _write_extras(self) -> bool:
+        wrote = False
+        reasoning = self.state.reasoning_text
+        if reasoning != self._reasoning_written:
+            self.reasoning_html.value = render_markdown(reasoning)
+            if self._reasoning_written == "":
+                self.reasoning.layout.display = ""
+            self._reasoning_written = reasoning
+            wrote = True
+        calls = _calls_html(self.state.calls)
+        if calls != self._calls_written:
+            self.calls.value = calls
+            if self._calls_written == "":
+                self.calls.layout.display = ""
+            self._calls_written = calls
+            wrote = True
+        return wrote
+
+    def _write_status(self, *, force: bool) -> bool:
+        if not force and not self._status_clock.due():
+            return False
+        self._status_clock.mark()
+        value = self._status_html()
+        if value == self._status_written:
+            return False
+        self.status.value = value
+        self._status_written = value
+        return True
+
+    def _status_html(self) -> str:
+        st = self.state
+        colour = _STATE_COLOURS.get(st.state, "#6b7280")
+        badge_bg = "#7c3aed" if (st.transport or "").lower() == "ws" else "#0e7490"
+        if not st.transport:
+            badge_bg = "#9ca3af"
+        badge = f'<span style="{_BADGE_STYLE.format(bg=badge_bg)}">{html.escape(st.transport_badge())}</span>'
+        state = f'<b style="color:{colour}">{html.escape(st.state)}</b>'
+        rest = [html.escape(p) for p in st.status_parts()[1:]]
+        if st.state in ("streaming", "waiting", "connecting") and not self.background:
+            rest.append("Interrupt ■ to stop")
+        notes = ""
+        if st.notes:
+            notes = f' <span style="color:#b45309">({html.escape("; ".join(st.notes))})</span>'
+        sep = ' <span style="color:#9ca3af">·</span> '
+        return (
+            f'<div style="font-family:var(--jp-ui-font-family,sans-serif);font-size:85%;color:#4b5563">'
+            f"{badge}{sep.join([state, *rest])}{notes}</div>"
+        )
+
+    # -- stop ------------------------------------------------------------------------------------------------
+
+    def _stop_clicked(self, _button: widgets.Button) -> None:
+        if self._on_stop is None or self.finished:
+            return
+        try:
+            self._on_stop()
+        except Exception:
+            log.exception("stopping the response failed")
+
+
+def _calls_html(calls: dict[str, dict[str, str]]) -> str:
+    if not calls:
+        return ""
+    rows = []
+    for call in calls.values():
+        rows.append(
+            '<div style="margin:2px 0">🔧 <b>function call</b> '
+            f"<code>{html.escape(call['name'])}</code>"
+            f'<pre style="margin:2px 0 2px 1.5em;white-space:pre-wrap">{html.escape(call["arguments"])}</pre></div>'
+        )
+    return "".join(rows)
+
+
+# -- transport toggle and control panel ------------------------------------------------------------------
+
+TRANSPORT_OPTIONS = (("WebSocket", "ws"), ("SSE", "sse"))
+
+
+class TransportToggle:
+    """``ToggleButtons`` (WebSocket | SSE) bound both ways to ``session.transport``.
+
+    Clicking sets ``session.transport``; a change made elsewhere (``%responses transport sse``, another
+    toggle) arrives through ``session.on_transport_change`` and moves this toggle. The session keeps only a
+    weak reference to the toggle, so a closed toggle does not linger.
+    """
+
+    def __init__(self, session: Any) -> None:
+        self.session = session
+        self.widget = widgets.ToggleButtons(
+            options=list(TRANSPORT_OPTIONS),
+            value=session.transport,
+            description="Transport",
+            tooltips=[
+                "The WebSocket pool (default): one socket per kernel, lowest latency",
+                "HTTP server-sent events: one request per turn",
+            ],
+            style={"button_width": "90px"},
+        )
+        self.widget.observe(self._on_value, names="value")
+        ref = weakref.ref(self)
+
+        def follow(new: str) -> None:
+            toggle = ref()
+            if toggle is not None:
+                toggle._follow(new)
+
+        session.on_transport_change(follow)
+
+    def _on_value(self, change: dict[str, Any]) -> None:
+        new = change["new"]
+        if new != self.session.transport:
+            try:
+                self.session.transport = new
+            except Exception:
+                log.exception("switching transport to %r failed", new)
+                self.widget.value = change["old"]
+
+    def _follow(self, new: str) -> None:
+        if self.widget.comm is None:  # closed
+            return
+        if new in dict((v, k) for k, v in TRANSPORT_OPTIONS) and self.widget.value != new:
+            self.widget.value = new
+
+    def close(self) -> None:
+        close_widgets([self.widget])
+
+
+class ControlPanel:
+    """``%responses`` with no argument: the toggle, the chain, open connections, Reset and Close buttons."""
+
+    def __init__(self, session: Any, *, chain: str = "default", on_close: Callable[[], Any] | None = None):
+        self.session = session
+        self.chain = chain
+        self._on_close = on_close
+        self.toggle = TransportToggle(session)
+        self.info = widgets.HTML()
+        self.message = widgets.HTML()
+        self.reset_button = widgets.Button(
+            description="Reset", icon="undo", tooltip=f"Start a fresh conversation on chain {chain!r}"
+        )
+        self.close_button = widgets.Button(
+            description="Close", icon="times", tooltip="Close the open connections (the chain is kept)"
+        )
+        self.refresh_button = widgets.Button(description="Refresh", icon="refresh")
+        self.reset_button.on_click(lambda _b: self._act(self._reset))
+        self.close_button.on_click(lambda _b: self._act(self._close))
+        self.refresh_button.on_click(lambda _b: self.refresh())
+        buttons = widgets.HBox([self.reset_button, self.close_button, self.refresh_button])
+        self.widget = widgets.VBox([self.toggle.widget, self.info, buttons, self.message])
+        self.refresh()
+
+    def _reset(self) -> str:
+        self.session.reset(chain=self.chain)
+        return f"Chain {self.chain!r} reset: the next cell starts a new conversation."
+
+    def _close(self) -> str:
+        if self._on_close is not None:
+            self._on_close()
+        else:
+            self.session.close()
+        return "Connections closed."
+
+    def _act(self, action: Callable[[], str]) -> None:
+        try:
+            self.message.value = html.escape(action())
+        except Exception as exc:  # shown in words; the key never appears (engine errors are redacted)
+            self.message.value = f'<span style="color:#b91c1c">{html.escape(str(exc))}</span>'
+        self.refresh()
+
+    def refresh(self) -> None:
+        """Re-read ``session.status()`` into the info box."""
+        try:
+            status = self.session.status()
+        except Exception as exc:
+            self.info.value = f'<span style="color:#b91c1c">{html.escape(str(exc))}</span>'
+            return
+        self.info.value = status_html(status)
+
+    def close(self) -> None:
+        self.toggle.close()
+        close_widgets(
+            [
+                self.info,
+                self.message,
+                self.reset_button,
+                self.close_button,
+                self.refresh_button,
+                *self.widget.children[2:3],
+                self.widget,
+            ]
+        )
+
+
+def status_html(status: dict[str, Any]) -> str:
+    """``session.status()`` as a small HTML table: chains (turns, last response id, store) and connections."""
+    esc = html.escape
+    rows = []
+    chains = status.get("chains") or {}
+    for name, info in chains.items():
+        info = info or {}
+        last = info.get("previous_response_id") or info.get("last_response_id") or "–"
+        rows.append(
+            f"<tr><td>chain <b>{esc(str(name))}</b></td><td>{esc(str(info.get('turns', 0)))} turns</td>"
+            f"<td>last <code>{esc(str(last))}</code></td>"
+            f"<td>store {esc(str(info.get('last_store', info.get('store', '–'))))}</td></tr>"
+        )
+    if not chains:
+        rows.append("<tr><td colspan=4>no conversation yet</td></tr>")
+    conns = status.get("connections") or []
+    for conn in conns:
+        busy = "busy" if conn.get("busy") else "idle"
+        rows.append(
+            f"<tr><td>connection <code>{esc(str(conn.get('id', '?')))}</code></td>"
+            f"<td>age {esc(format_seconds(conn.get('age')))}</td><td>{busy}</td>"
+            f"<td>{esc(str(conn.get('turns', 0)))} turns</td></tr>"
+        )
+    if not conns:
+        rows.append("<tr><td colspan=4>no open connection</td></tr>")
+    return '<table style="font-size:90%">' + "".join(rows) + "</table>"
