@@ -1,0 +1,76 @@
+"""Transports: one protocol, two implementations (WebSocket pool, HTTP SSE).
+
+A turn calls :meth:`Transport.run` with
+
+* ``make_request(info)``: builds the ``response.create`` body *after* a connection was chosen, so the chain
+  can decide by-id vs full transcript knowing whether this connection still caches the parent response
+  (``info.cached_response_id``; PROTOCOL.md §1.7). It is called again if the transport retries on another
+  connection;
+* ``emit(item)``: called on the loop thread for every :class:`~ipy_responses_ws.events.ServerEvent` and
+  :class:`~ipy_responses_ws.events.Notice`, in order. ``error`` events are *not* emitted: they become the
+  raised :class:`~ipy_responses_ws.errors.APIError` (or :attr:`Outcome.error_event`).
+
+``run`` returns an :class:`Outcome` once a terminal event (completed / incomplete / failed) was emitted, and
+raises a :class:`~ipy_responses_ws.errors.ResponsesError` otherwise. aiohttp exceptions are mapped to the
+package's errors in exactly one place per transport.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:
+    from ..config import Settings
+    from ..events import Notice, ServerEvent
+
+__all__ = ["Transport", "ConnectionInfo", "Outcome", "Emit", "MakeRequest"]
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectionInfo:
+    """What the request builder knows about the connection that will carry the request."""
+
+    transport: str  # "ws" | "sse"
+    connection_id: str | None = None
+    reused: bool = False
+    age: float = 0.0
+    # The id of the last response this connection completed (its connection-local cache), or None.
+    cached_response_id: str | None = None
+    stream_id: str | None = None
+
+
+@dataclass(slots=True)
+class Outcome:
+    """How a successful exchange ended."""
+
+    transport: str
+    terminal: ServerEvent
+    connection_id: str | None = None
+    request: dict[str, Any] | None = None
+    error_event: ServerEvent | None = None  # an ``error`` event that preceded ``response.failed``
+    retried: bool = False  # retried on a fresh connection before anything arrived
+    reconnected: bool = False  # reconnected (connection cap, rotation) during this turn
+    request_id: str | None = None
+
+
+Emit = Callable[["ServerEvent | Notice"], None]
+MakeRequest = Callable[[ConnectionInfo], dict[str, Any]]
+
+
+class Transport(Protocol):
+    """The one streaming method plus ``aclose()`` (STYLE.md, httpx's transport shape)."""
+
+    name: str
+
+    async def run(
+        self,
+        make_request: MakeRequest,
+        emit: Emit,
+        *,
+        settings: Settings,
+        affinity: str | None = None,
+    ) -> Outcome: ...
+
+    async def aclose(self) -> None: ...

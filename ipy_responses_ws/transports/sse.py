@@ -1,0 +1,146 @@
+"""The HTTP SSE transport: ``POST {base}/responses`` with ``stream: true`` (PROTOCOL.md §3).
+
+It uses the runtime's shared ``aiohttp.ClientSession``. Framing is the Sans-I/O :class:`~..sse.SSEDecoder`;
+each ``data:`` payload goes through the same :func:`~..events.parse_event` as WebSocket frames.
+
+* HTTP errors before streaming become structured :class:`~..errors.APIError` s (status, code, message, param,
+  ``x-request-id``, ``Retry-After``).
+* ``error`` events are read in both shapes (nested real wire, flat SDK type, §2.7). A nested error is followed
+  by ``response.failed``; it is kept as :attr:`Outcome.error_event` for a richer message.
+* The stream ending without a terminal event is a :class:`~..errors.ProtocolError`.
+* WS-only fields (``generate``, ``stream_id``, §1.4, §1.5) are never sent over HTTP: proxies answer 400
+  "Unsupported parameter: generate" (§7.9).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+import aiohttp
+
+from ..errors import ConnectError, ConnectionClosedError, ProtocolError, StreamTimeoutError
+from ..events import Notice, ServerEvent, error_from_event, error_from_http, parse_event
+from ..sse import SSEDecoder
+from . import ConnectionInfo, Emit, MakeRequest, Outcome
+
+if TYPE_CHECKING:
+    from ..config import Settings
+
+__all__ = ["SSETransport", "WS_ONLY_FIELDS"]
+
+WS_ONLY_FIELDS = frozenset({"type", "generate", "stream_id"})
+_TERMINAL = frozenset({"response.completed", "response.incomplete", "response.failed"})
+_ERROR_BODY_LIMIT = 64 * 1024
+
+
+class SSETransport:
+    """Streams one response per HTTP request; nothing to pool beyond aiohttp's keep-alive connector."""
+
+    name = "sse"
+
+    def __init__(self, http_session: Callable[[], aiohttp.ClientSession]) -> None:
+        self._http = http_session
+        self.requests = 0
+
+    async def run(
+        self,
+        make_request: MakeRequest,
+        emit: Emit,
+        *,
+        settings: Settings,
+        affinity: str | None = None,
+    ) -> Outcome:
+        url = settings.http_url()
+        settings.check_secure(url)
+        headers = settings.auth_headers()
+        headers["Accept"] = "text/event-stream"
+        headers["Content-Type"] = "application/json"
+        body = {k: v for k, v in make_request(ConnectionInfo("sse")).items() if k not in WS_ONLY_FIELDS}
+        body["stream"] = True
+        data = json.dumps(body, separators=(",", ":")).encode()
+        emit(Notice("connecting", {"transport": "sse", "url": url}))
+        loop = asyncio.get_running_loop()
+        timeout = aiohttp.ClientTimeout(total=None, sock_connect=settings.connect_timeout)
+        idle = settings.idle_timeout
+        slack = idle * 0.05
+        deadline = loop.time() + settings.first_event_timeout
+        received = False
+        request_id: str | None = None
+        error_event: ServerEvent | None = None
+        self.requests += 1
+        try:
+            async with asyncio.timeout_at(deadline) as timer:
+                try:
+                    resp_cm = self._http().post(url, data=data, headers=headers, timeout=timeout)
+                    resp = await resp_cm.__aenter__()
+                except aiohttp.ConnectionTimeoutError:
+                    raise StreamTimeoutError(phase="connect", seconds=settings.connect_timeout) from None
+                except (aiohttp.ClientError, OSError) as exc:
+                    raise ConnectError(
+                        f"Could not connect to {url}: {type(exc).__name__}.", url=url
+                    ) from None
+                try:
+                    request_id = resp.headers.get("x-request-id")
+                    if resp.status >= 400:
+                        raw = await resp.content.read(_ERROR_BODY_LIMIT)
+                        raise error_from_http(resp.status, raw, resp.headers)
+                    ctype = resp.headers.get("Content-Type", "")
+                    if "text/event-stream" not in ctype:
+                        raise ProtocolError(
+                            f"Expected an event stream from {url}, got HTTP {resp.status} with {ctype or 'no'} "
+                            "content type."
+                        )
+                    emit(
+                        Notice(
+                            "connected",
+                            {"transport": "sse", "reused": False, "connection_id": None, "age": 0.0},
+                        )
+                    )
+                    decoder = SSEDecoder()
+                    content = resp.content
+                    while True:
+                        chunk = await content.readany()
+                        messages = decoder.feed(chunk) if chunk else decoder.flush()
+                        for msg in messages:
+                            if msg.data == "[DONE]":  # not sent by OpenAI (§3); tolerated like openai-python
+                                continue
+                            ev = parse_event(msg.data)
+                            now = loop.time()
+                            if not received or deadline - now < idle - slack:
+                                received = True
+                                deadline = now + idle
+                                timer.reschedule(deadline)
+                            if ev.type == "error":
+                                if error_event is None:
+                                    error_event = ev
+                                continue
+                            emit(ev)
+                            if ev.type in _TERMINAL:
+                                return Outcome(
+                                    "sse", ev, request=body, error_event=error_event, request_id=request_id
+                                )
+                        if not chunk:
+                            break
+                    if error_event is not None:
+                        raise error_from_event(error_event, request_id=request_id)
+                    raise ProtocolError(
+                        "The event stream ended without a terminal event (response.completed)."
+                    )
+                finally:
+                    await resp_cm.__aexit__(None, None, None)
+        except TimeoutError:
+            phase = "idle" if received else "first_event"
+            raise StreamTimeoutError(
+                phase=phase, seconds=idle if received else settings.first_event_timeout
+            ) from None
+        except (aiohttp.ClientPayloadError, aiohttp.ClientConnectionError, ConnectionError) as exc:
+            raise ConnectionClosedError(
+                f"The event stream broke off ({type(exc).__name__}) before a terminal event.",
+                received_any=received,
+            ) from None
+
+    async def aclose(self) -> None:
+        """Nothing of its own to close: the ClientSession belongs to the runtime."""
