@@ -138,11 +138,12 @@ class FaultSet:
                     continue
                 if fault.kind == "cap" and finished_responses < fault.responses:
                     continue
+                shot = replace(fault)
                 if fault.count is not None:
                     fault.count -= 1
                     if fault.count == 0:
                         self._faults.remove(fault)
-                return replace(fault)
+                return shot
         return None
 
 
