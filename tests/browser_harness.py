@@ -284,6 +284,26 @@ async ([index, duration, interval, doneText]) => {
 }
 """
 
+# The same sampling, but in the background (setInterval) so the test can act (screenshot, click) meanwhile;
+# each sample is [seconds, text length, whether `doneSelector` matches inside the output yet].
+_SAMPLER_START_JS = """
+([index, interval, doneSelector]) => {
+  if (window.__rwsSampler) clearInterval(window.__rwsSampler.id);
+  const s = {t0: performance.now(), samples: []};
+  s.id = setInterval(() => {
+    const cell = document.querySelectorAll('.jp-Notebook .jp-Cell')[index];
+    const o = cell && cell.querySelector('.jp-OutputArea');
+    const done = !!(o && doneSelector && o.querySelector(doneSelector));
+    s.samples.push([(performance.now() - s.t0) / 1000, o ? o.innerText.length : 0, done]);
+  }, interval);
+  window.__rwsSampler = s;
+}
+"""
+_SAMPLER_STOP_JS = """
+() => { const s = window.__rwsSampler; if (!s) return []; clearInterval(s.id); window.__rwsSampler = null;
+        return s.samples; }
+"""
+
 
 class NotebookPage:
     """A notebook opened in a Playwright page. Cells are addressed by index (0 = first cell)."""
@@ -397,6 +417,14 @@ class NotebookPage:
         samples = self.page.evaluate(_SAMPLER_JS, [index, int(duration_s * 1000), interval_ms, done_text])
         return [(float(t), int(n)) for t, n in samples]
 
+    def start_sampling(self, index: int, interval_ms: int = 50, done_selector: str | None = None) -> None:
+        """Start sampling cell ``index``'s output text length in the page (see :meth:`stop_sampling`)."""
+        self.page.evaluate(_SAMPLER_START_JS, [index, interval_ms, done_selector])
+
+    def stop_sampling(self) -> list[tuple[float, int, bool]]:
+        """Stop the sampler; return ``[(seconds, length, done_selector_matched), ...]``."""
+        return [(float(t), int(n), bool(d)) for t, n, d in self.page.evaluate(_SAMPLER_STOP_JS)]
+
     def click_in_output(
         self, index: int, name: str | re.Pattern[str], timeout_ms: int = DEFAULT_TIMEOUT_MS
     ) -> None:
@@ -493,7 +521,9 @@ def start_emulator(stack: contextlib.ExitStack) -> tuple[Any | None, str | None,
         from ipy_responses_ws.emulator import Emulator
     except Exception as exc:  # ImportError while the module does not exist yet; anything else is reported too
         return None, None, f"{type(exc).__name__}: {exc}"
-    emu = stack.enter_context(Emulator(api_key=FAKE_API_KEY, ttft=0.2, token_rate=60.0).run_in_thread())
+    emu = stack.enter_context(
+        Emulator(api_key=FAKE_API_KEY, ttft=0.2, token_rate=60.0, answer_words=40).run_in_thread()
+    )
     return emu, emu.base_url, None
 
 
