@@ -370,7 +370,7 @@ class WSPool:
         loop = asyncio.get_running_loop()
         idle = settings.idle_timeout
         slack = idle * 0.05  # re-arm the idle timer only when it drifted 5%: one timer op per ~N events
-        received = False
+        received = started = False
         error_event: ServerEvent | None = None
         deadline = loop.time() + settings.first_event_timeout
         try:
@@ -390,11 +390,14 @@ class WSPool:
                             err = error_from_event(ev)
                             if err.code == _CONN_LIMIT_CODE:
                                 raise _Reconnect()
-                            if ev.data.get("status") is None and error_event is None and _started(conn, ev):
-                                # A nested error inside a started response: response.failed follows (§2.7).
-                                error_event = ev
+                            if started:
+                                # An error inside a started response: response.failed follows (§2.7, §1.10).
+                                if error_event is None:
+                                    error_event = ev
                                 continue
-                            raise err
+                            raise err  # request-level: no response.created, nothing else will come
+                        if etype == "response.created":
+                            started = True
                         emit(ev)
                         if etype in _TERMINAL:
                             return ev, error_event
@@ -412,11 +415,6 @@ class WSPool:
             phase = "idle" if received else "first_event"
             seconds = idle if received else settings.first_event_timeout
             raise StreamTimeoutError(phase=phase, seconds=seconds) from None
-
-
-def _started(conn: WSConnection, ev: ServerEvent) -> bool:
-    """An error event with a sequence number belongs to a response that already started."""
-    return ev.data.get("sequence_number") is not None
 
 
 def _handshake_error(status: int, url: str, message: str) -> ResponsesError:
