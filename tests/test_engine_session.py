@@ -7,6 +7,7 @@ the chain carried the history.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import threading
 import time
@@ -243,10 +244,8 @@ def test_client_sockets_released_after_close(emu):
     def sockets():
         n = 0
         for fd in os.listdir("/proc/self/fd"):
-            try:
+            with contextlib.suppress(OSError):
                 n += os.readlink(f"/proc/self/fd/{fd}").startswith("socket:")
-            except OSError:
-                pass
         return n
 
     before = sockets()
