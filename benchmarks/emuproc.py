@@ -53,7 +53,7 @@ class EmulatorProcess:
         args = ["--host", "127.0.0.1", "--port", "0", "--api-key", FAKE_KEY]
         args += ["--ttft", str(self.ttft), "--token-rate", str(self.token_rate)]
         if self.answer_words is not None:
-            args += ["--answer-words", str(self.answer_words)]
+            args += ["--words", str(self.answer_words)]
         return head + args + list(self.extra_args)
 
     def __enter__(self) -> EmulatorProcess:
