@@ -211,7 +211,7 @@ async def test_async_sdk_lanes_interleave_and_are_tagged(emu):
         openai.AsyncOpenAI(base_url=emu.base_url, api_key=FAKE_KEY, max_retries=0) as client,
         client.responses.connect() as conn,
     ):
-        slow = {"emulator_token_rate": "800"}
+        slow = {"emulator_token_rate": "200"}  # ~0.3 s per lane: overlap is certain
         await conn.response.create(model="m", input="lane A", stream_id="a", metadata=slow)
         await conn.response.create(model="m", input="lane B", stream_id="b", metadata=slow)
         events: list[dict[str, Any]] = []
@@ -225,7 +225,7 @@ async def test_async_sdk_lanes_interleave_and_are_tagged(emu):
     lanes = [e["stream_id"] for e in events]
     assert set(lanes) == {"a", "b"}
     first_b, last_a = lanes.index("b"), len(lanes) - 1 - lanes[::-1].index("a")
-    assert first_b < last_a  # the two lanes really ran at the same time
+    assert first_b < last_a, lanes  # the two lanes really ran at the same time
     for lane, prompt in (("a", "lane A"), ("b", "lane B")):
         mine = [e for e in events if e["stream_id"] == lane]
         assert [e["sequence_number"] for e in mine] == list(range(len(mine)))
