@@ -40,6 +40,7 @@ KEY = "sk-test-FAKE-matrix-0123456789abcdef"
 # --- the spec ----------------------------------------------------------------------------------------------
 
 RECOVERS = "recovers"
+CANCELLED = "cancelled"
 
 
 @dataclass(frozen=True)
@@ -70,6 +71,9 @@ class FaultCase:
     # 1: the fault hits the second turn (a warm, reused connection); 0: the first turn (a fresh connection,
     # needed for faults on the WebSocket upgrade).
     faulted_turn: int = 1
+    # "cancel": the user interrupts the faulted turn at its first delta (foreground: handle.cancel(), like
+    # the magic on KeyboardInterrupt; background: session.stop_all(), like the Stop button).
+    action: str | None = None
     # Known bugs: {(transport, store, mode) or (transport,) or (): reason}; cells marked xfail(strict).
     known_bugs: dict[tuple[Any, ...], str] = field(default_factory=dict)
 
@@ -222,6 +226,15 @@ MATRIX: list[FaultCase] = [
         Expect("ProtocolError", "invalid UTF-8 in the body"),
     ),
     FaultCase(
+        "user interrupt mid-stream",
+        {"kind": "stall", "after": 6, "seconds": 1.0},
+        Expect(
+            CANCELLED, "cancel confirmed at once; the dirty socket (the server keeps streaming) is closed"
+        ),
+        Expect(CANCELLED, "cancel confirmed at once; the request is aborted"),
+        action="cancel",
+    ),
+    FaultCase(
         "connection cap reached",
         {"kind": "cap", "responses": 1},
         Expect(RECOVERS, "`websocket_connection_limit_reached`: reconnect and retry", "reconnected"),
@@ -266,7 +279,7 @@ def _params() -> list[Any]:
 
 def _cell_text(case: FaultCase, transport: str) -> str:
     exp = case.expect(transport)
-    what = "**recovers**" if exp.outcome == RECOVERS else f"`{exp.outcome}`"
+    what = {RECOVERS: "**recovers**", CANCELLED: "**cancelled**"}.get(exp.outcome, f"`{exp.outcome}`")
     bugs = [
         r
         for (k, r) in case.known_bugs.items()
@@ -313,11 +326,19 @@ class Turn:
     events: list[Any]
     result: Any
     error: BaseException | None
+    cancel_seconds: float | None = None
 
 
-def run_turn(session: Any, prompt: str, *, mode: str, timeout: float = 20.0, **kw: Any) -> Turn:
-    """Run one turn in the foreground (poll the handle) or the background (on_event + done callback)."""
+def run_turn(
+    session: Any, prompt: str, *, mode: str, timeout: float = 20.0, cancel_at_delta: bool = False, **kw: Any
+) -> Turn:
+    """Run one turn in the foreground (poll the handle) or the background (on_event + done callback).
+
+    With *cancel_at_delta* the user interrupts the turn as soon as the first text delta is visible;
+    ``Turn.cancel_seconds`` is how long the loop side took to confirm.
+    """
     events: list[Any] = []
+    cancel_seconds: float | None = None
     if mode == "foreground":
         handle = session.start(prompt, **kw)
         deadline = time.monotonic() + timeout
@@ -325,6 +346,10 @@ def run_turn(session: Any, prompt: str, *, mode: str, timeout: float = 20.0, **k
             item = handle.get(timeout=0.05)
             if item is not None:
                 events.append(item)
+                if cancel_at_delta and cancel_seconds is None and getattr(item, "delta", None):
+                    t0 = time.perf_counter()
+                    assert handle.cancel(wait=1.0), "the loop side did not confirm the cancel within 1 s"
+                    cancel_seconds = time.perf_counter() - t0
             elif handle.done():
                 # Drain what is left after the end (get() returns None once everything was delivered).
                 while (item := handle.get(timeout=0.01)) is not None:
@@ -335,27 +360,29 @@ def run_turn(session: Any, prompt: str, *, mode: str, timeout: float = 20.0, **k
                 raise AssertionError(f"turn did not finish within {timeout} s")
     else:
         done = threading.Event()
-        box: dict[str, Any] = {}
+        saw_delta = threading.Event()
         lock = threading.Lock()
 
         def on_event(item: Any) -> None:
             with lock:
                 events.append(item)
+            if getattr(item, "delta", None):
+                saw_delta.set()
 
         handle = session.start(prompt, on_event=on_event, **kw)
-
-        def on_done(result: Any) -> None:
-            box["result"] = result
-            done.set()
-
-        handle.add_done_callback(on_done)
+        handle.add_done_callback(lambda _result: done.set())
+        if cancel_at_delta:
+            assert saw_delta.wait(timeout), "no delta arrived"
+            t0 = time.perf_counter()
+            assert session.stop_all() >= 1, "stop_all() found no running turn"
+            cancel_seconds = time.perf_counter() - t0
         assert done.wait(timeout), f"background turn did not finish within {timeout} s"
     try:
         result = handle.result(timeout=timeout)
         error = result.error
     except Exception as exc:  # some engines raise from result(); both are a clear error to the user
         result, error = None, exc
-    return Turn(events, result, error)
+    return Turn(events, result, error, cancel_seconds)
 
 
 def _deltas(events: list[Any]) -> str:
@@ -425,10 +452,15 @@ def test_fault_cell(emulator: Any, case: FaultCase, transport: str, store: bool,
             committed.append(a)
 
         emulator.add_fault(Fault(**case.fault))
-        faulted = run_turn(session, b, mode=mode)
+        faulted = run_turn(session, b, mode=mode, cancel_at_delta=case.action == "cancel")
         emulator.clear_faults()
         exp = case.expect(transport)
-        if exp.outcome == RECOVERS:
+        if exp.outcome == CANCELLED:
+            assert faulted.result.status == "cancelled" and faulted.error is None, faulted.result
+            assert faulted.cancel_seconds is not None and faulted.cancel_seconds < 1.0
+            # What was shown stays a true prefix of the answer; the chain does not take the turn.
+            assert faulted.result.text and reply_for([*committed, b]).startswith(faulted.result.text)
+        elif exp.outcome == RECOVERS:
             assert faulted.error is None, f"expected recovery, got {faulted.error!r}"
             assert faulted.result.status == "completed"
             assert faulted.result.text == reply_for([*committed, b])
@@ -474,11 +506,26 @@ def test_fault_cell(emulator: Any, case: FaultCase, transport: str, store: bool,
 
 def test_docs_table_matches_the_matrix() -> None:
     """docs/reliability.md carries the table generated from MATRIX, verbatim."""
-    doc = Path(__file__).resolve().parents[1] / "docs" / "reliability.md"
-    assert markdown_table() in doc.read_text(encoding="utf-8"), (
-        "docs/reliability.md is out of date: run `python tests/test_reliability_matrix.py` and paste the table"
+    assert markdown_table() in DOC.read_text(encoding="utf-8"), (
+        "docs/reliability.md is out of date: run `python tests/test_reliability_matrix.py --write`"
     )
 
 
+DOC = Path(__file__).resolve().parents[1] / "docs" / "reliability.md"
+BEGIN, END = "<!-- matrix:begin -->", "<!-- matrix:end -->"
+
+
+def write_docs_table() -> None:
+    """Replace the table between the matrix markers in docs/reliability.md."""
+    text = DOC.read_text(encoding="utf-8")
+    head, _, rest = text.partition(BEGIN)
+    _, _, tail = rest.partition(END)
+    DOC.write_text(f"{head}{BEGIN}\n{markdown_table()}\n{END}{tail}", encoding="utf-8")
+
+
 if __name__ == "__main__":
-    sys.stdout.write(markdown_table() + "\n")
+    # `python tests/test_reliability_matrix.py` prints the table; `--write` updates docs/reliability.md.
+    if "--write" in sys.argv:
+        write_docs_table()
+    else:
+        sys.stdout.write(markdown_table() + "\n")
