@@ -229,7 +229,7 @@ class Engine:
         self.base_url = base_url
         self.api_key = api_key
         self.transport = transport
-        self._chain_no = 0
+        self._chain = "bench"
 
     def open(self) -> None:
         from ipy_responses_ws import ResponsesSession
@@ -237,14 +237,15 @@ class Engine:
         self.session = ResponsesSession(
             base_url=self.base_url, api_key=self.api_key, transport=self.transport, model=MODEL
         )
-        result = self.session.respond("warm-up", chain="bench-warmup")
+        # Warm up on the measured chain itself, then reset it: the pool gives a chain its own idle connection
+        # back first (affinity), while a brand-new chain name would open a fresh socket and pay a handshake.
+        result = self.session.respond("warm-up", chain=self._chain)
         if result.status != "completed":
             raise RuntimeError(f"engine warm-up did not complete: {result.status} {result.error!r}")
         self.new_chain()
 
     def new_chain(self) -> None:
-        self._chain_no += 1
-        self._chain = f"bench-{self._chain_no}"
+        self.session.reset(chain=self._chain)
 
     def turn(self, prompt: str) -> TurnSample:
         t0 = time.perf_counter()
