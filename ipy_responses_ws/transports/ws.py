@@ -71,9 +71,11 @@ class _Reconnect(Exception):
 class WSConnection:
     """One leased-or-idle WebSocket and what the pool knows about it."""
 
-    __slots__ = ("id", "ws", "created", "turns", "busy", "affinity", "cached_response_id", "url")
+    __slots__ = ("id", "ws", "created", "turns", "busy", "affinity", "cached_response_id", "url", "target")
 
-    def __init__(self, ws: aiohttp.ClientWebSocketResponse, created: float, url: str) -> None:
+    def __init__(
+        self, ws: aiohttp.ClientWebSocketResponse, created: float, url: str, target: int = 0
+    ) -> None:
         self.id = f"ws-{next(_ids)}"
         self.ws = ws
         self.created = created
@@ -82,6 +84,8 @@ class WSConnection:
         self.affinity: str | None = None
         self.cached_response_id: str | None = None
         self.url = url
+        # Hash of (URL, handshake headers): a connection made for another base URL or key is never reused.
+        self.target = target
 
     def age(self, now: float) -> float:
         return now - self.created
@@ -236,14 +240,21 @@ class WSPool:
     ) -> tuple[WSConnection, bool]:
         cond = self._condition()
         loop = asyncio.get_running_loop()
+        url = settings.ws_url()
+        settings.check_secure(url)
+        headers = settings.auth_headers()
+        target = hash((url, tuple(sorted(headers.items()))))
         async with cond:
             while True:
                 if self._closed:
                     raise PoolClosedError()
                 now = loop.time()
-                # Drop idle connections that died or are too old to start a turn on (rotation).
+                # Drop idle connections that died, are too old to start a turn on (rotation), or were made
+                # for another base URL / key / header set (settings changed since).
                 for c in [
-                    c for c in self._idle if c.looks_dead() or c.age(now) >= settings.max_connection_age
+                    c
+                    for c in self._idle
+                    if c.target != target or c.looks_dead() or c.age(now) >= settings.max_connection_age
                 ]:
                     self._idle.remove(c)
                     self._close_later(c)
@@ -282,7 +293,7 @@ class WSPool:
                     break
                 await cond.wait()
         try:
-            conn = await self._connect(settings, emit)
+            conn = await self._connect(url, headers, target, settings, emit)
         finally:
             self._connecting -= 1
         if self._closed:
@@ -328,10 +339,9 @@ class WSPool:
 
     # --- connecting --------------------------------------------------------------------------------
 
-    async def _connect(self, settings: Settings, emit: Emit) -> WSConnection:
-        url = settings.ws_url()
-        settings.check_secure(url)
-        headers = settings.auth_headers()
+    async def _connect(
+        self, url: str, headers: dict[str, str], target: int, settings: Settings, emit: Emit
+    ) -> WSConnection:
         emit(Notice("connecting", {"transport": "ws", "url": url}))
         loop = asyncio.get_running_loop()
         try:
@@ -353,7 +363,7 @@ class WSPool:
             raise ConnectError(f"Could not connect to {url}: {_describe(exc)}.", url=url) from None
         self.handshakes += 1
         log.debug("connected %s", url)
-        return WSConnection(ws, loop.time(), url)
+        return WSConnection(ws, loop.time(), url, target)
 
     # --- one exchange ------------------------------------------------------------------------------
 

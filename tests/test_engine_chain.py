@@ -1,0 +1,242 @@
+"""Chains across transports, reconnects, interrupts and cache misses (against the emulator)."""
+
+from __future__ import annotations
+
+import _thread
+import threading
+import time
+
+import pytest
+
+from ipy_responses_ws.emulator import Emulator, Fault, reply_for
+from ipy_responses_ws.events import Notice, ServerEvent
+from ipy_responses_ws.session import ResponsesSession
+
+KEY = "sk-test-FAKE-engine-chain-0123456789"
+WORDS = 80
+
+
+def slow(msgs):
+    return reply_for(msgs, words=WORDS)
+
+
+@pytest.fixture(scope="module")
+def emu():
+    with Emulator(api_key=KEY).run_in_thread() as e:
+        yield e
+
+
+@pytest.fixture(scope="module")
+def slow_emu():
+    with Emulator(api_key=KEY, token_rate=300.0, answer_words=WORDS).run_in_thread() as e:
+        yield e
+
+
+def new_session(emu, **kw):
+    return ResponsesSession(base_url=emu.base_url, api_key=KEY, model="gpt-test", **kw)
+
+
+def wait_for(pred, timeout=3.0):
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if pred():
+            return True
+        time.sleep(0.02)
+    return pred()
+
+
+@pytest.mark.parametrize("store", [True, False])
+def test_transport_switch_mid_chain(emu, store):
+    s = new_session(emu, store=store)
+    try:
+        seen = []
+        s.on_transport_change(seen.append)
+        prompts = []
+        plan = ["ws", "sse", "sse", "ws", "ws"]
+        for i, transport in enumerate(plan):
+            s.transport = transport
+            prompts.append(f"step {i} over {transport}")
+            since = len(emu.connections)
+            r = s.respond(prompts[-1])
+            assert r.transport == transport and r.text == reply_for(prompts)
+            frame = emu.connections[since].frames[-1] if len(emu.connections) > since else None
+            if frame is None:  # reused WS connection: its log is an older entry
+                frame = next(c for c in reversed(emu.connections) if c.transport == "ws").frames[-1]
+            by_id = "previous_response_id" in frame
+            if i == 0:
+                assert not by_id
+            elif store:
+                assert by_id and len(frame["input"]) == 1  # one shared store: by id on any transport
+            else:
+                # store=false: SSE has no cache; WS right after SSE neither; WS after WS on the same socket does
+                expect_by_id = transport == "ws" and plan[i - 1] == "ws"
+                assert by_id == expect_by_id, (i, frame)
+                assert r.resent_transcript == (not expect_by_id)
+                if not by_id:
+                    assert len(frame["input"]) == 2 * i + 1
+        assert seen == ["sse", "ws"]
+    finally:
+        s.close()
+
+
+def test_store_false_recovery_after_socket_closed(emu):
+    s = new_session(emu, store=False)
+    try:
+        s.respond("one")
+        s.respond("two")
+        emu.add_fault(Fault("close", after=4, code=1001))  # the socket (and its cache) goes away mid-turn
+        assert s.respond("lost").status == "failed"
+        since = len(emu.connections)
+        h = s.start("three")
+        items = list(h.events())
+        r = h.result(timeout=5)
+        assert r.text == reply_for(["one", "two", "three"])
+        assert r.resent_transcript
+        assert [i.data["reason"] for i in items if isinstance(i, Notice) and i.kind == "resend"]
+        frame = emu.connections[since].frames[0]
+        assert "previous_response_id" not in frame and len(frame["input"]) == 5
+        # and on the new socket the chain goes back to by-id continuation
+        assert s.respond("four").text == reply_for(["one", "two", "three", "four"])
+        assert emu.connections[since].frames[-1]["previous_response_id"] == r.response_id
+    finally:
+        s.close()
+
+
+@pytest.mark.parametrize("transport", ["ws", "sse"])
+def test_previous_response_not_found_resends_once(emu, transport):
+    # The server forgot the chain (here: a different server with an empty store). The engine resends
+    # the full transcript once, visibly, and the answer still proves the history.
+    s = new_session(emu, transport=transport)
+    try:
+        s.respond("remember me")
+        with Emulator(api_key=KEY).run_in_thread() as other:
+            s.configure(base_url=other.base_url)
+            h = s.start("do you?")
+            items = list(h.events())
+            r = h.result(timeout=5)
+            assert r.ok and r.resent_transcript and r.text == reply_for(["remember me", "do you?"])
+            kinds = [i.kind for i in items if isinstance(i, Notice)]
+            assert kinds.count("resend") == 1
+            frames = [f for c in other.connections for f in c.frames]
+            assert [("previous_response_id" in f) for f in frames] == [True, False]
+            assert len(frames[1]["input"]) == 3
+            assert s.respond("and now?").text == reply_for(["remember me", "do you?", "and now?"])
+    finally:
+        s.close()
+
+
+def test_affinity_steal_under_store_false(emu):
+    # One connection, two chains: the second chain takes the socket over, so the first chain's parent
+    # is no longer that connection's cached response -> full transcript, not a doomed by-id request.
+    s = new_session(emu, store=False, pool_size=1)
+    try:
+        since = len(emu.connections)
+        s.respond("a1", chain="A")
+        s.respond("b1", chain="B")
+        r = s.respond("a2", chain="A")
+        assert r.text == reply_for(["a1", "a2"]) and r.resent_transcript
+        r = s.respond("a3", chain="A")  # now A owns the socket again: by id
+        assert r.text == reply_for(["a1", "a2", "a3"]) and not r.resent_transcript
+        logs = [c for c in emu.connections[since:] if c.transport == "ws"]
+        assert len(logs) == 1
+        assert ["previous_response_id" in f for f in logs[0].frames] == [False, False, False, True]
+    finally:
+        s.close()
+
+
+def test_cancel_mid_stream_then_exact_next_turn(slow_emu):
+    s = new_session(slow_emu)
+    try:
+        s.respond("before")
+        since = len(slow_emu.connections)
+        h = s.start("interrupted")
+        deltas = 0
+        while deltas < 5:
+            item = h.get(timeout=5)
+            assert item is not None
+            deltas += isinstance(item, ServerEvent) and item.type == "response.output_text.delta"
+        t0 = time.perf_counter()
+        assert h.cancel(wait=1.0) is True
+        confirm = time.perf_counter() - t0
+        r = h.result(timeout=1)
+        assert r.status == "cancelled" and r.text and slow(["before", "interrupted"]).startswith(r.text)
+        assert r.error is None and confirm < 0.5
+        assert s.chain().turns == 1  # the cancelled turn is not the base of the next one
+        r2 = s.respond("after")
+        assert r2.text == slow(["before", "after"])  # exact: no stale frames from the cancelled response
+        # the interrupted socket was closed (normally), not reused; the next turn used a new one
+        ws = [c for c in slow_emu.connections if c.transport == "ws"]
+        assert wait_for(lambda: ws[-2].close_code == 1000)
+        assert len([c for c in slow_emu.connections[since:] if c.transport == "ws"]) == 1
+    finally:
+        s.close()
+
+
+def test_keyboard_interrupt_in_respond_cancels_and_reraises(slow_emu):
+    s = new_session(slow_emu)
+    try:
+        timer = threading.Timer(0.15, _thread.interrupt_main)
+        timer.start()
+        t0 = time.perf_counter()
+        with pytest.raises(KeyboardInterrupt):
+            s.respond("long answer")
+        assert time.perf_counter() - t0 < 1.5
+        assert s.status()["in_flight"] == 0 and s.chain().turns == 0
+        assert s.respond("next").text == slow(["next"])
+    finally:
+        s.close()
+
+
+def test_stop_all_cancels_every_turn(slow_emu):
+    s = new_session(slow_emu)
+    try:
+        handles = [s.start(f"bg {i}", chain=f"bg{i}") for i in range(3)]
+        assert handles[0].get(timeout=5) is not None
+        assert s.stop_all() == 3
+        assert all(h.done() and h.result().status in ("cancelled", "completed") for h in handles)
+        assert any(h.result().status == "cancelled" for h in handles)
+    finally:
+        s.close()
+
+
+def test_incomplete_turn_does_not_advance_chain(emu):
+    s = new_session(emu)
+    try:
+        s.respond("first")
+        r = s.respond("cut short", max_output_tokens=5)
+        assert r.status == "incomplete" and r.incomplete_reason == "max_output_tokens" and r.error is None
+        assert s.chain().turns == 1
+        assert s.respond("second").text == reply_for(["first", "second"])
+    finally:
+        s.close()
+
+
+def test_warmup_generate_false_then_turn_reuses_socket(emu):
+    s = new_session(emu)
+    try:
+        since = len(emu.connections)
+        rid = s.warmup()
+        assert rid and rid.startswith("resp_")
+        r = s.respond("warm")
+        assert r.text == reply_for(["warm"])
+        logs = [c for c in emu.connections[since:] if c.transport == "ws"]
+        assert len(logs) == 1
+        assert logs[0].frames[0]["generate"] is False and "generate" not in logs[0].frames[1]
+    finally:
+        s.close()
+
+
+def test_sse_never_sends_ws_only_fields(emu):
+    s = new_session(emu, transport="sse")
+    try:
+        since = len(emu.connections)
+        s.respond("plain http")
+        (body,) = emu.connections[since].frames
+        assert (
+            body["stream"] is True
+            and "generate" not in body
+            and "stream_id" not in body
+            and "type" not in body
+        )
+    finally:
+        s.close()
