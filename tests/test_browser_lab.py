@@ -1,0 +1,293 @@
+"""The extension in a real JupyterLab, seen through headless Chromium (GitHub issue "Proof in a real browser").
+
+Each test opens a fresh notebook whose kernel talks to the session's emulator (ttft 0.2 s, ~60 tokens/s, so
+streaming is visible), does what a user would do, and asserts on what the page shows. Screenshots of each
+step go to the artifacts folder (see docs/browser-tests.md). The emulator's answer names the turn number
+("## Turn N: ..."), which is how these tests see the conversation chain from the page alone.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from browser_harness import (  # noqa: F401
+    FAKE_API_KEY,
+    REPO,
+    BrowserEnv,
+    NotebookPage,
+    artifacts_dir,
+    browser_context,
+    browser_env,
+    new_notebook,
+)
+
+pytestmark = [pytest.mark.browser, pytest.mark.timeout(180)]
+
+LOAD = "%load_ext ipy_responses_ws"
+#: The final, frozen output of a turn is a plain Markdown bundle (DESIGN.md §5) that JupyterLab renders in a
+#: ``.jp-RenderedMarkdown``; its italic footer starts with how the turn ended.
+FINAL = ".jp-RenderedMarkdown"
+FOOTER = re.compile(r"\b(done|interrupted|failed|incomplete[^·]*) · ")
+#: A prompt line the emulator reads as "go silent for 30 s after 12 events" (emulator/faults.py): the answer
+#: starts, then hangs, so there is time to interrupt or stop it mid-stream.
+STALL = "!fault stall after=12 seconds=30"
+
+
+@pytest.fixture
+def lab(browser_env: BrowserEnv, new_notebook):  # noqa: F811
+    """``lab(cells)`` -> a fresh notebook, open and idle, whose first cell (``%load_ext``) has run."""
+    browser_env.require_emulator()
+
+    def open_with(cells: list[str], **kw) -> NotebookPage:
+        nb = new_notebook([LOAD, *cells], **kw)
+        nb.run_cell(0)
+        nb.wait_execution_count(0)
+        assert "Error" not in nb.output_text(0), nb.output_text(0)
+        return nb
+
+    return open_with
+
+
+def wait_final(nb: NotebookPage, index: int, timeout_ms: int = 30_000) -> str:
+    """Wait until cell ``index`` shows its frozen Markdown answer with a footer; return the output text."""
+    nb.output(index).locator(FINAL).filter(has_text=FOOTER).first.wait_for(timeout=timeout_ms)
+    return nb.output_text(index)
+
+
+def footer(text: str) -> str:
+    """The status footer line of a final answer (the last line matching FOOTER)."""
+    lines = [ln for ln in text.splitlines() if FOOTER.search(ln)]
+    assert lines, f"no status footer in:\n{text}"
+    return lines[-1]
+
+
+def assert_no_key(nb: NotebookPage) -> None:
+    assert FAKE_API_KEY not in nb.page.content(), "the API key reached the page"
+
+
+# --------------------------------------------------------------------------------------------------------------
+# 1. %%respond streams visibly and ends as rendered Markdown
+# --------------------------------------------------------------------------------------------------------------
+
+
+def test_respond_streams_then_renders_markdown(lab):
+    nb = lab(["%%respond\nShow me streaming in a real browser"])
+    nb.start_sampling(1, interval_ms=40, done_selector=FINAL)
+    nb.run_cell(1)
+    # Mid-stream evidence: wait for some answer text, then take the screenshot while it is still growing.
+    nb.wait_for_output(1, "Turn 1", timeout_ms=20_000)
+    nb.screenshot("mid-stream")
+    mid_shot = nb.output_screenshot(1, "mid-stream-answer")
+    text = wait_final(nb, 1)
+    samples = nb.stop_sampling()
+    nb.screenshot("finished")
+    shot = nb.output_screenshot(1, "finished-answer")
+
+    streaming = [n for _, n, done in samples if not done and n > 0]
+    rises = sum(1 for a, b in zip(streaming, streaming[1:], strict=False) if b > a)
+    assert rises >= 4, f"the answer did not visibly grow while streaming: {samples}"
+    assert max(streaming) - min(streaming) > 200, f"too little growth before the end: {streaming}"
+
+    out = nb.output(1)
+    for selector in ("h2", "li", "pre code", "table"):
+        assert out.locator(selector).first.is_visible(), f"no visible <{selector}> in the final answer"
+    assert "Turn 1: Show me streaming in a real browser" in out.locator("h2").first.inner_text()
+    assert "turn = 1" in out.locator("pre code").first.inner_text()
+    foot = footer(text)
+    assert foot.startswith("done · WS"), foot
+    assert "Error displaying widget" not in text
+    assert_no_key(nb)
+    # The README's screenshot (just the answer cell) is refreshed only on request, so a normal run leaves the
+    # git tree clean: IPY_RWS_UPDATE_DOCS_IMG=1 pytest -m browser -k streams_then
+    if os.environ.get("IPY_RWS_UPDATE_DOCS_IMG"):
+        (REPO / "docs" / "img").mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(shot, REPO / "docs" / "img" / "respond-finished.png")
+        shutil.copyfile(mid_shot, REPO / "docs" / "img" / "respond-streaming.png")
+
+
+# --------------------------------------------------------------------------------------------------------------
+# 2 + 5. The toggle reaches the kernel; the chain continues across transports; Reset empties it
+# --------------------------------------------------------------------------------------------------------------
+
+
+def test_transport_toggle_and_reset_in_control_panel(lab):
+    nb = lab(
+        [
+            "%responses",
+            "%%respond\nFirst, over the WebSocket",
+            "%%respond\nSecond, over SSE",
+            "%%respond\nThird, back on the WebSocket",
+            "%%respond\nFourth, after Reset",
+        ]
+    )
+    nb.run_cell(1)
+    panel = nb.output(1)
+    panel.get_by_role("button", name="SSE").wait_for()
+    nb.screenshot("control-panel")
+
+    nb.run_cell(2)
+    first = wait_final(nb, 2)
+    assert "Turn 1" in first and footer(first).startswith("done · WS")
+
+    nb.click_in_output(1, "SSE")
+    nb.run_cell(3)
+    second = wait_final(nb, 3)
+    assert footer(second).startswith("done · SSE"), footer(second)
+    assert "Turn 2: Second, over SSE" in second, "the chain did not carry over to SSE"
+
+    nb.click_in_output(1, "WebSocket")
+    nb.run_cell(4)
+    third = wait_final(nb, 4)
+    assert footer(third).startswith("done · WS"), footer(third)
+    assert "Turn 3: Third, back on the WebSocket" in third, "the chain did not carry back to WS"
+    nb.screenshot("toggled-ws-sse-ws")
+
+    nb.click_in_output(1, "Refresh")
+    panel.get_by_text(re.compile(r"3 turns")).first.wait_for(timeout=10_000)
+    nb.click_in_output(1, "Reset")
+    panel.get_by_text(re.compile(r"reset", re.I)).first.wait_for(timeout=10_000)
+    nb.screenshot("after-reset")
+    nb.run_cell(5)
+    fourth = wait_final(nb, 5)
+    assert "Turn 1: Fourth, after Reset" in fourth, "Reset did not empty the chain"
+    assert_no_key(nb)
+
+
+# --------------------------------------------------------------------------------------------------------------
+# 3. Interrupt stops a foreground stream
+# --------------------------------------------------------------------------------------------------------------
+
+
+def test_interrupt_stops_foreground_stream(lab):
+    nb = lab([f"%%respond\nAnswer slowly please\n{STALL}", "%%respond\nAfter the interrupt"])
+    nb.run_cell(1)
+    nb.wait_for_output(1, "Turn 1", timeout_ms=20_000)
+    nb.screenshot("stalled-mid-stream")
+    t0 = time.monotonic()
+    nb.interrupt("toolbar")
+    text = nb.wait_for_output(1, re.compile(r"interrupted", re.I), timeout_ms=10_000)
+    stop_seconds = time.monotonic() - t0
+    nb.wait_execution_count(1, timeout_ms=10_000)
+    nb.screenshot("interrupted")
+    assert "Turn 1" in text, "the partial answer should stay visible"
+    assert stop_seconds < 5, f"interrupt took {stop_seconds:.1f}s to show"
+
+    nb.run_cell(2)
+    after = wait_final(nb, 2)
+    assert footer(after).startswith("done"), footer(after)
+    # An interrupted turn is not the base of the next one (DESIGN.md §4): the chain is still at turn 0.
+    assert "Turn 1: After the interrupt" in after
+    assert_no_key(nb)
+
+
+# --------------------------------------------------------------------------------------------------------------
+# 4. A --background cell's Stop button ends its stream
+# --------------------------------------------------------------------------------------------------------------
+
+
+def test_background_stop_button(lab):
+    nb = lab([f"%%respond --background\nA long background answer\n{STALL}", "print('kernel is free', 6 * 7)"])
+    nb.run_cell(1)
+    nb.wait_for_output(1, "Turn 1", timeout_ms=20_000)
+    # The cell returned at once: another cell runs while the answer is still streaming (stalled).
+    nb.run_cell(2)
+    assert "kernel is free 42" in nb.wait_for_output(2, "kernel is free")
+    assert not nb.output(1).locator(FINAL).filter(has_text=FOOTER).count(), "it ended before Stop was clicked"
+    nb.screenshot("background-streaming")
+    nb.click_in_output(1, "Stop")
+    text = nb.wait_for_output(1, re.compile(r"interrupted|stopped", re.I), timeout_ms=10_000)
+    nb.screenshot("background-stopped")
+    assert "Turn 1" in text
+    assert_no_key(nb)
+
+
+# --------------------------------------------------------------------------------------------------------------
+# 6. Save, shut the kernel down, reopen: the answers are still there, with no widget errors
+# --------------------------------------------------------------------------------------------------------------
+
+
+def test_answers_survive_save_shutdown_reopen(lab, browser_env, browser_context):  # noqa: F811
+    nb = lab(["%%respond\nRemember this answer", "%%respond\nAnd this one"])
+    nb.run_cell(1)
+    wait_final(nb, 1)
+    nb.run_cell(2)
+    wait_final(nb, 2)
+    nb.save()
+    saved = browser_env.server.read_notebook(nb.path)
+    for cell in saved["cells"][1:3]:
+        kinds = {k for o in cell["outputs"] for k in o.get("data", {})}
+        assert "text/markdown" in kinds, f"no frozen Markdown output saved: {cell['outputs']}"
+        assert not any("widget" in k for k in kinds), f"a widget view was saved: {kinds}"
+    assert nb.shutdown_kernel() == 1
+
+    nb = nb.reopen(browser_context)
+    first = wait_final(nb, 1, timeout_ms=15_000)
+    second = wait_final(nb, 2, timeout_ms=15_000)
+    nb.screenshot("after-reopen")
+    assert "Turn 1: Remember this answer" in first
+    assert "Turn 2: And this one" in second
+    assert nb.output(1).locator("pre code").first.is_visible()
+    body = nb.page.locator(".jp-Notebook").first.inner_text()
+    assert "Error displaying widget" not in body and "model not found" not in body
+    assert_no_key(nb)
+
+
+# --------------------------------------------------------------------------------------------------------------
+# 7. nbconvert --to html of an executed notebook contains the answers
+# --------------------------------------------------------------------------------------------------------------
+
+
+def test_nbconvert_html_contains_answers(browser_env: BrowserEnv, tmp_path: Path, monkeypatch):  # noqa: F811
+    """Execute a notebook with nbclient against the emulator, convert it with ``jupyter nbconvert --to html``,
+    and open the HTML in Chromium: the answers render without any kernel or widget manager."""
+    browser_env.require_emulator()
+    import nbformat
+    from nbclient import NotebookClient
+
+    nb = nbformat.v4.new_notebook()
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nb.cells = [
+        nbformat.v4.new_code_cell(LOAD),
+        nbformat.v4.new_code_cell("%%respond\nConvert me to HTML"),
+        nbformat.v4.new_code_cell("%%respond\nAnd keep the chain"),
+    ]
+    # nbclient's kernel inherits this process's environment.
+    monkeypatch.setenv("OPENAI_BASE_URL", browser_env.base_url)
+    monkeypatch.setenv("OPENAI_API_KEY", FAKE_API_KEY)
+    monkeypatch.setenv("IPYTHONDIR", str(tmp_path / "ipython"))
+    NotebookClient(
+        nb, timeout=60, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}
+    ).execute()
+    path = tmp_path / "executed.ipynb"
+    nbformat.write(nb, path)
+
+    subprocess.run(
+        [sys.executable, "-m", "jupyter", "nbconvert", "--to", "html", str(path)],
+        check=True,
+        capture_output=True,
+        timeout=120,
+    )
+    html_text = (tmp_path / "executed.html").read_text()
+    assert "Turn 1: Convert me to HTML" in html_text
+    assert "Turn 2: And keep the chain" in html_text
+    assert "turn = 2" in html_text
+    assert FAKE_API_KEY not in html_text
+    shutil.copyfile(tmp_path / "executed.html", artifacts_dir() / "nbconvert-executed.html")
+
+    page = browser_env.browser.new_page()
+    try:
+        page.goto((tmp_path / "executed.html").as_uri())
+        headings = page.locator("h2", has_text=re.compile(r"Turn \d"))
+        headings.first.wait_for(timeout=10_000)
+        assert headings.count() == 2
+        assert page.locator("table").first.is_visible()
+        page.screenshot(path=str(artifacts_dir() / "nbconvert-html.png"), full_page=True)
+    finally:
+        page.close()
