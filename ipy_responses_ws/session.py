@@ -511,6 +511,20 @@ class ResponsesSession:
                 self._runtime.run(self._pool.aclose(), timeout=5)
         self._runtime.unregister_pool(self._pool)
 
+    async def aclose(self) -> None:
+        """``close()`` for async code not on the I/O loop: does not block the caller's loop."""
+        if self._closed:
+            return
+        self._closed = True
+        with self._inflight_lock:
+            handles = list(self._inflight)
+        for h in handles:
+            h.cancel(wait=0)
+        if self._runtime.closed:
+            return
+        await asyncio.wrap_future(self._runtime.submit(self._pool.aclose()))
+        self._runtime.unregister_pool(self._pool)
+
     def __enter__(self) -> ResponsesSession:
         return self
 

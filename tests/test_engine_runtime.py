@@ -1,0 +1,235 @@
+"""The I/O loop thread, shutdown at exit, key hygiene against hostile peers, and settings guards."""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import json
+import os
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+
+import pytest
+from aiohttp import WSMsgType, web
+
+from ipy_responses_ws import runtime as runtime_mod
+from ipy_responses_ws.emulator import Emulator, reply_for
+from ipy_responses_ws.errors import (
+    InsecureTransportError,
+    MissingAPIKeyError,
+)
+from ipy_responses_ws.runtime import THREAD_NAME, get_runtime
+from ipy_responses_ws.session import ResponsesSession
+
+KEY = "sk-test-FAKE-engine-runtime-0123456789"
+
+
+def test_one_daemon_loop_thread_survives_reload():
+    rt = get_runtime()
+    assert rt is get_runtime()
+    assert rt.thread.daemon and rt.thread.name == THREAD_NAME and rt.loop.is_running()
+    reloaded = importlib.reload(runtime_mod)
+    try:
+        assert reloaded.get_runtime() is rt  # found through its thread, not the fresh module global
+        assert [t.name for t in threading.enumerate()].count(THREAD_NAME) == 1
+    finally:
+        importlib.reload(runtime_mod)
+
+
+def test_submit_and_run_from_sync_code():
+    rt = get_runtime()
+
+    async def where():
+        await asyncio.sleep(0)
+        return threading.current_thread().name
+
+    assert rt.run(where(), timeout=5) == THREAD_NAME
+    fut = rt.submit(asyncio.sleep(10))
+    fut.cancel()
+    with pytest.raises(Exception):  # noqa: B017 - cancelled future: CancelledError
+        fut.result(timeout=2)
+
+
+def test_atexit_closes_sockets_with_1000():
+    # A separate interpreter runs a turn and exits without close(): the atexit hook must close the socket
+    # with 1000 (not a 1006 drop) and the process must exit promptly (the loop thread is a daemon).
+    with Emulator(api_key=KEY).run_in_thread() as emu:
+        code = textwrap.dedent(
+            f"""
+            from ipy_responses_ws.session import ResponsesSession
+            s = ResponsesSession(base_url={emu.base_url!r}, api_key={KEY!r})
+            r = s.respond("bye")
+            print(r.status, flush=True)
+            """
+        )
+        t0 = time.perf_counter()
+        proc = subprocess.run(
+            [sys.executable, "-c", code],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env={**os.environ, "PYTHONWARNINGS": "error"},
+        )
+        took = time.perf_counter() - t0
+        assert proc.returncode == 0, proc.stderr
+        assert proc.stdout.strip() == "completed"
+        assert "Unclosed" not in proc.stderr and "Traceback" not in proc.stderr
+        (log,) = [c for c in emu.connections if c.transport == "ws"]
+        for _ in range(100):
+            if log.close_code is not None:
+                break
+            time.sleep(0.02)
+        assert log.close_code == 1000
+        assert took < 20
+
+
+def test_key_over_cleartext_to_remote_host_is_refused():
+    s = ResponsesSession(base_url="http://example.invalid/v1", api_key=KEY)
+    try:
+        for transport in ("ws", "sse"):
+            r = s.respond("hi", transport=transport)
+            assert isinstance(r.error, InsecureTransportError) and r.fallback_reason is None
+            assert "allow_insecure" in str(r.error) and KEY not in str(r.error)
+    finally:
+        s.close()
+
+
+def test_missing_key_says_how_to_fix(monkeypatch):
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    s = ResponsesSession(base_url="http://127.0.0.1:9/v1")
+    try:
+        r = s.respond("hi")
+        assert isinstance(r.error, MissingAPIKeyError) and "OPENAI_API_KEY" in str(r.error)
+    finally:
+        s.close()
+
+
+def test_key_read_from_env_at_call_time(monkeypatch):
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    with Emulator(api_key=KEY).run_in_thread() as emu:
+        monkeypatch.setenv("OPENAI_BASE_URL", emu.base_url)
+        s = ResponsesSession()  # nothing resolved yet
+        try:
+            assert isinstance(s.respond("too early").error, MissingAPIKeyError)
+            monkeypatch.setenv("OPENAI_API_KEY", KEY)
+            assert s.respond("now").text == reply_for(["now"])
+        finally:
+            s.close()
+
+
+# --- a hostile peer that echoes the key back ------------------------------------------------------------
+
+
+@pytest.fixture
+async def echo_server():
+    """A loopback server that echoes the Authorization header in every error it can produce."""
+    mode = {"sse": "401", "ws": "error"}
+
+    async def post(request: web.Request) -> web.StreamResponse:
+        auth = request.headers.get("Authorization", "")
+        if mode["sse"] == "401":
+            body = {
+                "error": {"message": f"Bad header {auth}; key={auth.split()[-1]}", "code": "invalid_api_key"}
+            }
+            return web.json_response(body, status=401)
+        resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await resp.prepare(request)
+        err = {"type": "error", "sequence_number": 0, "error": {"message": f"echo {auth}", "code": "x"}}
+        await resp.write(f"data: {json.dumps(err)}\n\n".encode())
+        return resp
+
+    async def ws_handler(request: web.Request) -> web.StreamResponse:
+        auth = request.headers.get("Authorization", "")
+        ws = web.WebSocketResponse()
+        await ws.prepare(request)
+        async for msg in ws:
+            if msg.type != WSMsgType.TEXT:
+                break
+            if mode["ws"] == "error":
+                await ws.send_str(
+                    json.dumps(
+                        {
+                            "type": "error",
+                            "status": 400,
+                            "error": {"message": f"you sent {auth}", "code": "bad"},
+                        }
+                    )
+                )
+            elif mode["ws"] == "custom":
+                await ws.send_str(json.dumps({"type": "codex.rate_limits", "primary": {"used_percent": 5}}))
+                await ws.send_str(
+                    json.dumps(
+                        {
+                            "type": "response.completed",
+                            "sequence_number": 1,
+                            "response": {
+                                "id": "resp_x",
+                                "status": "completed",
+                                "output": [
+                                    {
+                                        "type": "message",
+                                        "role": "assistant",
+                                        "content": [{"type": "output_text", "text": "ok"}],
+                                    }
+                                ],
+                            },
+                        }
+                    )
+                )
+            elif mode["ws"] == "close_reason":
+                await ws.close(code=1011, message=f"bye {auth}".encode())
+                break
+        return ws
+
+    app = web.Application()
+    app.router.add_post("/v1/responses", post)
+    app.router.add_get("/v1/responses", ws_handler)
+    runner = web.AppRunner(app, shutdown_timeout=0.5)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = runner.addresses[0][1]
+    try:
+        yield f"http://127.0.0.1:{port}/v1", mode
+    finally:
+        await runner.cleanup()
+
+
+async def test_echoed_key_is_redacted_everywhere(echo_server):
+    base, mode = echo_server
+    secret = "sk-test-FAKE-echoed-secret-77777777"
+    s = ResponsesSession(base_url=base, api_key=secret)
+    try:
+        outcomes = []
+        r = await s.arespond("hi", transport="sse")
+        outcomes.append(r)
+        mode["sse"] = "stream"
+        outcomes.append(await s.arespond("hi", transport="sse"))
+        outcomes.append(await s.arespond("hi", transport="ws"))
+        mode["ws"] = "close_reason"
+        outcomes.append(await s.arespond("hi", transport="ws"))
+        for r in outcomes:
+            assert r.error is not None
+            text = " ".join([str(r.error), repr(r.error), str(r.error.args), str(vars(r.error)), repr(r)])
+            assert secret not in text, text
+            assert "[REDACTED]" in text or "1011" in text
+        assert outcomes[0].error.status == 401 and "OPENAI_API_KEY" in str(outcomes[0].error)
+        assert outcomes[3].error.code == 1011
+    finally:
+        await s.aclose()
+
+
+async def test_unknown_event_types_pass_through(echo_server):
+    base, mode = echo_server
+    mode["ws"] = "custom"
+    s = ResponsesSession(base_url=base, api_key=KEY)
+    try:
+        seen = []
+        r = await s.arespond("hi", transport="ws", on_event=lambda ev: seen.append(ev.type))
+        assert r.ok and r.text == "ok"
+        assert "codex.rate_limits" in seen
+    finally:
+        await s.aclose()
