@@ -185,10 +185,12 @@ class BlockFreezer:
         self._parts.append(delta)
         self._src += delta
 
-    def freeze(self, *, final: bool = False) -> str | None:
+    def freeze(self, *, final: bool = False, split: bool = False) -> str | None:
         """Cut off the finished blocks; return their HTML (one chunk) or ``None`` if nothing is final yet.
 
-        With ``final=True`` everything left is frozen (the stream ended).
+        With ``split=True`` the last, unfinished block is also cut at a boundary that does not change how
+        it reads (a sentence end in a paragraph, a list item, a code or table line); a view asks for it
+        when re-sending the tail has become expensive. With ``final=True`` everything left is frozen.
         """
         if final:
             if self._pending_cr:
@@ -198,8 +200,12 @@ class BlockFreezer:
             return self._cut(len(self._src), "")
         src = self._src
         complete_end = src.rfind("\n") + 1
-        if complete_end == 0:
-            return self._force_split_line(src, 0) if len(src) > self.max_tail else None
+        over = len(src) > self.max_tail
+        if complete_end == 0:  # the first line is still being written: a paragraph
+            if over or split:
+                return self._cut(*self._split_paragraph(src, 0, hard=over))
+            self.pending = 0
+            return None
         complete = src[:complete_end]
         tokens = _MD.parse(complete)
         tops = [t for t in tokens if t.level == 0 and t.nesting >= 0 and t.map is not None]
@@ -207,11 +213,14 @@ class BlockFreezer:
         cut = 0
         if len(tops) >= 2:
             cut = offsets[tops[-1].map[0]]  # type: ignore[index]
-        if len(src) - cut > self.max_tail:
-            last = tops[-1] if tops else None
-            return self._force_split(src, cut, last, tokens, offsets, complete_end)
+        over = len(src) - cut > self.max_tail
+        if over or split:
+            pos, carry = self._split_last(
+                src, cut, tops[-1] if tops else None, tokens, offsets, complete_end, over
+            )
+            if pos > cut or over:
+                return self._cut(pos, carry)
         if cut >= self.min_chunk and cut > 0:
-            self.pending = 0
             return self._cut(cut, "")
         self.pending = cut
         return None
@@ -233,7 +242,7 @@ class BlockFreezer:
         self.frozen_chunks += 1
         return self._render(frozen)
 
-    def _force_split(
+    def _split_last(
         self,
         src: str,
         block_start: int,
@@ -241,19 +250,24 @@ class BlockFreezer:
         tokens: list[Token],
         offsets: list[int],
         complete_end: int,
-    ) -> str | None:
-        """Split inside the (too long) last block so the live tail stays under ``max_tail``."""
+        hard: bool,
+    ) -> tuple[int, str]:
+        """Where to cut inside the last block: ``(position, carry)``; ``position <= block_start`` if nowhere.
+
+        ``hard`` (the tail is over ``max_tail``) also allows a cut at any line end or, in one long line,
+        at a space.
+        """
         if last is not None and last.map is not None:
             first_line, end_line = last.map
             if last.type == "fence":
                 body_line = first_line + 1
                 if _fence_closed(last, src, offsets):
-                    return self._cut(offsets[end_line], "")
-                if body_line < len(offsets) and complete_end > offsets[body_line]:
+                    return offsets[end_line], ""
+                if hard and body_line < len(offsets) and complete_end > offsets[body_line]:
                     # Cut at the last complete line and reopen the fence in the tail: an unclosed fence
-                    # renders as code up to the end of its chunk.
-                    opener = src[offsets[first_line] : offsets[body_line]]
-                    return self._cut(complete_end, opener)
+                    # renders as code up to the end of its chunk. Only when the tail is too long: the
+                    # cut shows as a gap in the code while it streams.
+                    return complete_end, src[offsets[first_line] : offsets[body_line]]
             elif last.type in ("bullet_list_open", "ordered_list_open"):
                 items = [
                     t.map[0]
@@ -261,27 +275,33 @@ class BlockFreezer:
                     if t.type == "list_item_open" and t.level == 1 and t.map is not None
                 ]
                 if items and items[-1] > first_line:
-                    return self._cut(offsets[items[-1]], "")
+                    return offsets[items[-1]], ""
             elif last.type == "table_open":
                 header_end = first_line + 2
-                if header_end < len(offsets) and complete_end > offsets[header_end]:
-                    header = src[offsets[first_line] : offsets[header_end]]
-                    return self._cut(complete_end, header)
-            elif last.type == "paragraph_open" and complete_end > block_start:
-                return self._cut(complete_end, "")
-        return self._force_split_line(src, block_start)
+                if end_line < len(offsets) - 1 or src[:complete_end].endswith("\n\n"):
+                    return offsets[end_line], ""  # the table is finished: nothing to carry
+                if hard and header_end < len(offsets) and complete_end > offsets[header_end]:
+                    return complete_end, src[offsets[first_line] : offsets[header_end]]
+            elif last.type == "paragraph_open":
+                pos, carry = self._split_paragraph(src, block_start, hard=False)
+                if pos > block_start:
+                    return pos, carry
+                if hard and complete_end > block_start:
+                    return complete_end, ""
+        if hard:
+            return self._split_paragraph(src, block_start, hard=True)
+        return block_start, ""
 
-    def _force_split_line(self, src: str, block_start: int) -> str | None:
-        """Split a long line at its last sentence end (or, failing that, its last space)."""
+    @staticmethod
+    def _split_paragraph(src: str, block_start: int, *, hard: bool) -> tuple[int, str]:
+        """Cut a paragraph after its last sentence end; when ``hard``, failing that, after its last space."""
         region = src[block_start:]
-        best = -1
+        best = 0
         for match in _SENTENCE_END_RE.finditer(region):
             best = match.end()
-        if best <= 0:
+        if best == 0 and hard:
             best = region.rfind(" ") + 1
-        if best <= 0:
-            return self._cut(block_start, "") if block_start else None
-        return self._cut(block_start + best, "")
+        return block_start + best, ""
 
 
 def _fence_closed(token: Token, src: str, offsets: list[int]) -> bool:

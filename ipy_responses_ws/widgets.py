@@ -42,9 +42,10 @@ __all__ = ["PAGE_SIZE", "ControlPanel", "ResponseView", "TransportToggle", "clos
 log = logging.getLogger(__name__)
 
 PAGE_SIZE = 24
-# Rough cost of one frozen child widget on the wire: its comm_open (~0.5 KB of state plus the message
-# envelope), its slot in a children list and its comm_close at the end. Measured with ipywidgets 8.1.
-CHUNK_OVERHEAD = 1500
+# Rough cost of one frozen child widget on the wire besides its HTML: its comm_open (~0.5 KB of state plus
+# a ~0.6 KB message envelope), the update of its page's children list and its comm_close at the end.
+# Measured with ipywidgets 8.1 / ipykernel 7.
+CHUNK_OVERHEAD = 2500
 
 _STATE_COLOURS = {
     "connecting": "#6b7280",
@@ -90,7 +91,7 @@ class ResponseView:
         background: bool = False,
         on_stop: Callable[[], Any] | None = None,
         interval: float = 0.07,
-        status_interval: float = 0.25,
+        status_interval: float = 0.5,
         max_tail: int = 2048,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -149,7 +150,7 @@ class ResponseView:
         self.error = self._html("", layout=widgets.Layout(display="none"))
         header = self._track(
             widgets.HBox(
-                [self.status, self.stop_button], layout=widgets.Layout(align_items="center", gap="8px")
+                [self.status, self.stop_button], layout=widgets.Layout(align_items="center", grid_gap="8px")
             )
         )
         self.widget = self._track(widgets.VBox([header, self.reasoning, self.calls, self.body, self.error]))
@@ -238,10 +239,12 @@ class ResponseView:
         if final:
             chunk = freezer.freeze(final=True)
         else:
-            # Ski rental: finished blocks stay in the live tail until re-sending them would cost about as
-            # much as one more child widget; then (or at once, when much text arrived) they are frozen.
+            # Ski rental: text stays in the live tail (re-sent on every update) until re-sending it has cost
+            # about as much as one more child widget; then whatever can be frozen is frozen, including
+            # the finished part of the last block. A burst of finished blocks is frozen at once.
+            due = self._resent_since_freeze >= CHUNK_OVERHEAD
             freezer.min_chunk = max(1, CHUNK_OVERHEAD - self._resent_since_freeze)
-            chunk = freezer.freeze()
+            chunk = freezer.freeze(split=due)
         if chunk:
             self._append_chunk(chunk)
             self._resent_since_freeze = 0
@@ -252,8 +255,7 @@ class ResponseView:
             self.live.value = tail
             self._tail_written = tail
             self.updates += 1
-            # The finished-but-unfrozen part of the tail was just sent (once more).
-            self._resent_since_freeze += freezer.pending
+            self._resent_since_freeze += len(freezer.tail)
         return True
 
     def _append_chunk(self, chunk_html: str) -> None:

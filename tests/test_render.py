@@ -295,3 +295,22 @@ def test_final_bundle_of_a_failure_shows_the_error_in_words() -> None:
     assert "**Error:** The server closed the connection (1011). Try again." in data["text/markdown"]
     assert data["text/plain"] == str(err)
     assert meta["ipy_responses_ws"]["status"] == "failed"
+
+
+def test_a_finished_table_does_not_swallow_the_next_paragraph() -> None:
+    text = "| a | b |\n|---|---|\n| 1 | 2 |\n\n" + "word " * 800
+    freezer = BlockFreezer(min_chunk=100, max_tail=300)
+    chunks, _ = _stream(freezer, text, max_step=5)
+    html = "".join(chunks)
+    assert html.count("<table>") == 1 and html.count("<td>") == 2
+    assert html.count("word") == 800
+
+
+def test_split_request_cuts_a_paragraph_at_a_sentence_end_only() -> None:
+    freezer = BlockFreezer(min_chunk=10**6, max_tail=10**6)
+    freezer.feed("Intro.\n\nFirst sentence here. Second sentence is still runn")
+    assert freezer.freeze() is None
+    chunk = freezer.freeze(split=True)
+    assert chunk == "<p>Intro.</p>\n<p>First sentence here.</p>\n"
+    assert freezer.tail == "Second sentence is still runn"
+    assert freezer.freeze(split=True) is None  # no sentence end yet: nothing to cut
