@@ -78,6 +78,17 @@ def _one_line(text: str) -> str:
     return " ".join(text.split())
 
 
+#: Quotes are clipped so a huge prompt (e.g. a 3 MB frame) does not become a 3 MB answer.
+QUOTE_LIMIT = 1000
+EARLIER_LIMIT = 200
+
+
+def _clip(text: str, limit: int) -> str:
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit]}… ({len(text) - limit} more characters)"
+
+
 def reply_for(
     user_messages: Sequence[str],
     *,
@@ -99,17 +110,20 @@ def reply_for(
     lines = [f"## Turn {turn}: {title}", ""]
     if instructions:
         lines += [f"Instructions: {_one_line(instructions)}", ""]
-    quoted = current.splitlines() or [""]
+    quoted = _clip(current, QUOTE_LIMIT).splitlines() or [""]
     lines += [f"This is turn {turn} of our conversation. You wrote:", ""]
     lines += [f"> {q}".rstrip() for q in quoted]
     lines.append("")
     if tool_results:
         lines += ["Tool results:", ""]
-        lines += [f"- `{call_id}` returned `{_one_line(out)}`" for call_id, out in tool_results]
+        lines += [
+            f"- `{call_id}` returned `{_clip(_one_line(out), EARLIER_LIMIT)}`"
+            for call_id, out in tool_results
+        ]
         lines.append("")
     lines += ["Earlier messages:", ""]
     if turn > 1:
-        lines += [f"{i}. {_one_line(m)}" for i, m in enumerate(msgs[:-1], start=1)]
+        lines += [f"{i}. {_clip(_one_line(m), EARLIER_LIMIT)}" for i, m in enumerate(msgs[:-1], start=1)]
     else:
         lines.append("- none, this is the first turn")
     lines += [
