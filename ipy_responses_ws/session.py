@@ -297,6 +297,7 @@ class ResponsesSession:
         from .transports.ws import WSPool
 
         self._pool = WSPool(self._runtime.http_session)
+        self._lanes: Any = None  # LanePool, created on the first turn with use_stream_lanes
         self._sse = SSETransport(self._runtime.http_session)
         self._runtime.register_pool(self._pool)
         self._chains: dict[str, Chain] = {}
@@ -477,20 +478,23 @@ class ResponsesSession:
     def status(self) -> dict[str, Any]:
         """Transport, open connections and chains (a snapshot)."""
 
+        def _snapshot() -> list[dict[str, Any]]:
+            return [c for p in self._pools() for c in p.connections()]
+
         async def _conns() -> list[dict[str, Any]]:
-            return self._pool.connections()
+            return _snapshot()
 
         if self._runtime.closed:
             conns: list[dict[str, Any]] = []
         elif self._runtime.in_loop_thread():
-            conns = self._pool.connections()
+            conns = _snapshot()
         else:
             conns = self._runtime.run(_conns(), timeout=5)
         return {
             "transport": self._transport,
             "ws_blocked_for": max(0.0, round(self._ws_blocked_until - time.monotonic(), 1)) or None,
             "connections": conns,
-            "handshakes": self._pool.handshakes,
+            "handshakes": sum(p.handshakes for p in self._pools()),
             "in_flight": len(self._inflight),
             "chains": {name: c.snapshot() for name, c in self._chains.items()},
             "closed": self._closed,
@@ -505,11 +509,12 @@ class ResponsesSession:
         if self._runtime.closed:
             return
         if self._runtime.in_loop_thread():
-            self._runtime.loop.create_task(self._pool.aclose())
+            self._runtime.loop.create_task(self._aclose_pools())
         else:
             with contextlib.suppress(Exception):
-                self._runtime.run(self._pool.aclose(), timeout=5)
-        self._runtime.unregister_pool(self._pool)
+                self._runtime.run(self._aclose_pools(), timeout=5)
+        for p in self._pools():
+            self._runtime.unregister_pool(p)
 
     async def aclose(self) -> None:
         """``close()`` for async code not on the I/O loop: does not block the caller's loop."""
@@ -522,8 +527,9 @@ class ResponsesSession:
             h.cancel(wait=0)
         if self._runtime.closed:
             return
-        await asyncio.wrap_future(self._runtime.submit(self._pool.aclose()))
-        self._runtime.unregister_pool(self._pool)
+        await asyncio.wrap_future(self._runtime.submit(self._aclose_pools()))
+        for p in self._pools():
+            self._runtime.unregister_pool(p)
 
     def __enter__(self) -> ResponsesSession:
         return self
@@ -535,6 +541,20 @@ class ResponsesSession:
         return f"ResponsesSession(transport={self._transport!r}, model={self._settings.model!r}, chains={list(self._chains)})"
 
     # --- the loop side of a turn -------------------------------------------------------------------------
+
+    def _lane_pool(self) -> Any:
+        if self._lanes is None:
+            from .transports.lanes import LanePool
+
+            self._lanes = LanePool(self._runtime.http_session)
+            self._runtime.register_pool(self._lanes)
+        return self._lanes
+
+    def _pools(self) -> list[Any]:
+        return [p for p in (self._pool, self._lanes) if p is not None]
+
+    async def _aclose_pools(self) -> None:
+        await asyncio.gather(*(p.aclose() for p in self._pools()), return_exceptions=True)
 
     def _lock(self, name: str) -> asyncio.Lock:
         lock = self._locks.get(name)
@@ -666,8 +686,9 @@ class ResponsesSession:
     ) -> Any:
         if transport == "sse":
             return await self._sse.run(make_request, rec, settings=settings, affinity=chain)
+        pool = self._lane_pool() if settings.use_stream_lanes else self._pool
         try:
-            return await self._pool.run(make_request, rec, settings=settings, affinity=chain)
+            return await pool.run(make_request, rec, settings=settings, affinity=chain)
         except (HandshakeError, ConnectError) as exc:
             if not settings.fallback_to_sse or rec.received:
                 raise

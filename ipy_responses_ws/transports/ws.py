@@ -343,27 +343,9 @@ class WSPool:
         self, url: str, headers: dict[str, str], target: int, settings: Settings, emit: Emit
     ) -> WSConnection:
         emit(Notice("connecting", {"transport": "ws", "url": url}))
-        loop = asyncio.get_running_loop()
-        try:
-            async with asyncio.timeout(settings.connect_timeout):
-                ws = await self._http().ws_connect(
-                    url,
-                    headers=headers,
-                    heartbeat=settings.heartbeat,
-                    max_msg_size=0,  # no inbound limit: completed snapshots can be many MB (§1.12)
-                    compress=0,
-                    decode_text=False,  # json.loads takes bytes: skip one UTF-8 decode per frame
-                    timeout=aiohttp.ClientWSTimeout(ws_receive=None, ws_close=2.0),
-                )
-        except aiohttp.WSServerHandshakeError as exc:
-            raise _handshake_error(exc.status, url, exc.message) from None
-        except TimeoutError:
-            raise StreamTimeoutError(phase="connect", seconds=settings.connect_timeout) from None
-        except (aiohttp.ClientError, OSError) as exc:
-            raise ConnectError(f"Could not connect to {url}: {_describe(exc)}.", url=url) from None
+        ws = await open_websocket(self._http(), url, headers, settings)
         self.handshakes += 1
-        log.debug("connected %s", url)
-        return WSConnection(ws, loop.time(), url, target)
+        return WSConnection(ws, asyncio.get_running_loop().time(), url, target)
 
     # --- one exchange ------------------------------------------------------------------------------
 
@@ -425,6 +407,31 @@ class WSPool:
             phase = "idle" if received else "first_event"
             seconds = idle if received else settings.first_event_timeout
             raise StreamTimeoutError(phase=phase, seconds=seconds) from None
+
+
+async def open_websocket(
+    http: aiohttp.ClientSession, url: str, headers: dict[str, str], settings: Settings
+) -> aiohttp.ClientWebSocketResponse:
+    """Open one WebSocket, mapping aiohttp's failures to the package's errors (the one place for it)."""
+    try:
+        async with asyncio.timeout(settings.connect_timeout):
+            ws = await http.ws_connect(
+                url,
+                headers=headers,
+                heartbeat=settings.heartbeat,
+                max_msg_size=0,  # no inbound limit: completed snapshots can be many MB (§1.12)
+                compress=0,
+                decode_text=False,  # json.loads takes bytes: skip one UTF-8 decode per frame
+                timeout=aiohttp.ClientWSTimeout(ws_receive=None, ws_close=2.0),
+            )
+    except aiohttp.WSServerHandshakeError as exc:
+        raise _handshake_error(exc.status, url, exc.message) from None
+    except TimeoutError:
+        raise StreamTimeoutError(phase="connect", seconds=settings.connect_timeout) from None
+    except (aiohttp.ClientError, OSError) as exc:
+        raise ConnectError(f"Could not connect to {url}: {_describe(exc)}.", url=url) from None
+    log.debug("connected %s", url)
+    return ws
 
 
 def _handshake_error(status: int, url: str, message: str) -> ResponsesError:

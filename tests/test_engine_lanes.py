@@ -1,0 +1,96 @@
+"""Opt-in stream_id lanes: several chains share one socket; abandoned lanes never leak stale frames."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from ipy_responses_ws.emulator import Emulator, Fault, reply_for
+from ipy_responses_ws.errors import ConnectionClosedError
+from ipy_responses_ws.events import ServerEvent
+from ipy_responses_ws.session import ResponsesSession
+from ipy_responses_ws.transports.lanes import lane_id
+
+KEY = "sk-test-FAKE-engine-lanes-0123456789"
+WORDS = 60
+
+
+def slow(msgs):
+    return reply_for(msgs, words=WORDS)
+
+
+@pytest.fixture(scope="module")
+def emu():
+    with Emulator(api_key=KEY, token_rate=400.0, answer_words=WORDS).run_in_thread() as e:
+        yield e
+
+
+@pytest.fixture
+def session(emu):
+    emu.clear_faults()
+    s = ResponsesSession(base_url=emu.base_url, api_key=KEY, use_stream_lanes=True, store=False)
+    yield s
+    s.close()
+
+
+def ws_logs(emu, since):
+    return [c for c in emu.connections[since:] if c.transport == "ws"]
+
+
+def test_lane_ids_are_valid_and_distinct():
+    import re
+
+    names = ["default", "a b", "ünïcode", "x" * 500, "a_b", "a b "]
+    ids = [lane_id(n) for n in names]
+    assert len(set(ids)) == len(ids)
+    assert all(re.fullmatch(r"[A-Za-z0-9_.-]{1,256}", i) for i in ids)
+
+
+def test_parallel_chains_share_one_socket(session, emu):
+    since = len(emu.connections)
+    first = {c: session.respond(f"hi {c}", chain=c) for c in "abc"}
+    assert all(r.ok for r in first.values())
+    t0 = time.perf_counter()
+    handles = {c: session.start(f"again {c}", chain=c) for c in "abc"}
+    results = {c: h.result(timeout=20) for c, h in handles.items()}
+    wall = time.perf_counter() - t0
+    for c, r in results.items():
+        assert r.text == slow([f"hi {c}", f"again {c}"]), c
+        assert not r.resent_transcript  # store=false, yet by id: each lane caches its own latest response
+    assert wall < 2 * min(r.elapsed for r in results.values())  # interleaved on one socket
+    (log,) = ws_logs(emu, since)
+    assert {f["stream_id"] for f in log.frames} == {lane_id(c) for c in "abc"}
+    assert all("previous_response_id" in f for f in log.frames[3:])
+
+
+def test_cancelled_lane_drops_stale_frames(session, emu):
+    session.respond("base", chain="k")
+    h = session.start("abandon me", chain="k")
+    while True:
+        item = h.get(timeout=5)
+        assert item is not None
+        if isinstance(item, ServerEvent) and item.type == "response.output_text.delta":
+            break
+    assert h.cancel(wait=1.0) and h.result().status == "cancelled"
+    # the server keeps streaming the abandoned response into the shared socket; the next turn on the same
+    # lane queues behind it and must see only its own events
+    r = session.respond("next", chain="k")
+    assert r.text == slow(["base", "next"])
+    assert r.resent_transcript  # the lane cache is unknown after an abandon: full transcript
+
+
+def test_connection_close_fails_every_lane_then_recovers(session, emu):
+    session.respond("one", chain="p")
+    emu.add_fault(Fault("close", after=4, code=1011))
+    r = session.respond("two", chain="p")
+    assert isinstance(r.error, ConnectionClosedError) and r.error.code == 1011
+    r = session.respond("three", chain="p")
+    assert r.ok and r.text == slow(["one", "three"]) and r.resent_transcript
+
+
+def test_cap_reconnects_lanes(session, emu):
+    session.respond("one", chain="q")
+    emu.add_fault(Fault("cap", responses=1))
+    r = session.respond("two", chain="q")
+    assert r.ok and r.reconnected and r.text == slow(["one", "two"])
