@@ -53,7 +53,7 @@ class Profile:
 def profiles(quick: bool) -> list[Profile]:
     """Zero-delay (client overhead dominates) and realistic (ttft 0.3 s, 50 tok/s: server time dominates)."""
     if quick:
-        return [Profile("zero-delay", 0.0, 0.0, 8, 1, 3), Profile("realistic", 0.05, 400.0, 0, 1, 2)]
+        return [Profile("zero-delay", 0.0, 0.0, 8, 1, 3), Profile("realistic", 0.05, 2000.0, 0, 1, 2)]
     # The emulator's answers grow with the chain (they list earlier messages): ~70 deltas at turn 1, ~215 at
     # turn 20. At 50 deltas/s a realistic turn takes 2-5 s, so that profile runs a shorter chain once.
     return [Profile("zero-delay", 0.0, 0.0, 12, 5, 20), Profile("realistic", 0.3, 50.0, 0, 1, 5)]

@@ -1,0 +1,426 @@
+"""Issue items 4-6: the notebook path in a real kernel (jupyter_client), against emulators in their own processes.
+
+4. Time from the execute request to the first widget update that shows answer text (warm connection), and iopub
+   bytes per response for answers from 1 KB to 200 KB with the number of widget updates: bytes per answer byte
+   per size and a least-squares line through (answer bytes, iopub bytes), whose r² says how linear it is.
+5. Memory and leaks: kernel RSS, fds, sockets, threads, asyncio tasks on the engine's loop and live widgets,
+   before and after 1,000 fast turns through the session API inside the kernel, and around a run of
+   ``%%respond`` cells.
+6. Concurrency: 8 ``%%respond --background`` cells on 8 chains at once vs the same 8 cells one after another;
+   all must complete; connections seen (peak ESTABLISHED sockets from the kernel to the emulator).
+
+Run alone:  python benchmarks/bench_kernel.py [--quick] [--only first_update,iopub,memory,concurrency]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import time
+import urllib.request
+from typing import Any
+
+from emuproc import FAKE_KEY, EmulatorProcess
+from kernel import Execution, Kernel
+from stats import finite_or_none, linear_fit, markdown_table, median, p90, pairwise_ratios
+
+# The emulator's answer starts with "## Turn N: <prompt>" (ipy_responses_ws.emulator.model.reply_for); the
+# first update whose HTML contains "Turn" is the first one that shows answer text.
+_ANSWER_MARK = re.compile(r"Turn\b")
+
+
+def _port(base_url: str) -> int:
+    return int(base_url.split("://", 1)[1].split("/", 1)[0].rsplit(":", 1)[1])
+
+
+def _env(base_url: str) -> dict[str, str]:
+    return {"OPENAI_BASE_URL": base_url, "OPENAI_API_KEY": FAKE_KEY}
+
+
+def first_answer_update(ex: Execution) -> tuple[float | None, str]:
+    """Seconds from the execute request until answer text first reached the frontend, and by which message.
+
+    Answer text can arrive as a live-tail ``update``, as the ``comm_open`` of a new (frozen block) widget, or, if
+    the whole answer finished before the first coalesced update, only in the final ``update_display_data``.
+    """
+    for t, kind, state in ex.widget_states():
+        value = state.get("value")
+        if isinstance(value, str) and _ANSWER_MARK.search(value):
+            return t, f"widget {kind}"
+    for t, m in ex.messages:
+        if m["msg_type"] in ("update_display_data", "display_data"):
+            text = m["content"].get("data", {}).get("text/markdown", "")
+            if _ANSWER_MARK.search(text):
+                return t, m["msg_type"]
+    return None, "none"
+
+
+def _words_for(target_bytes: int) -> int:
+    """Filler words that make a first-turn answer about ``target_bytes`` long (reply_for is linear in words)."""
+    from ipy_responses_ws.emulator.model import reply_for
+
+    base = len(reply_for(["size probe"], words=0).encode())
+    per_word = (len(reply_for(["size probe"], words=1000).encode()) - base) / 1000
+    return max(0, round((target_bytes - base) / per_word))
+
+
+# --- item 4 ------------------------------------------------------------------------------------------------
+
+
+def first_update(k: Kernel, cells: int) -> dict[str, Any]:
+    """Execute request → first widget update with answer text, on a warm connection (zero-delay emulator)."""
+    for i in range(2):
+        k.run(f"%%respond -c fu\nwarm-up {i}")
+    firsts: list[float] = []
+    via: dict[str, int] = {}
+    totals: list[float] = []
+    baseline: list[float] = []
+    for i in range(cells):
+        # Interleave an empty cell: the kernel's own execute → idle round trip is the floor under everything.
+        empty = k.run("pass")
+        baseline.append(empty.messages[-1][0] * 1000)
+        ex = k.run(f"%%respond -c fu\nprobe {i}")
+        t, kind = first_answer_update(ex)
+        via[kind] = via.get(kind, 0) + 1
+        if t is not None:
+            firsts.append(t * 1000)
+        totals.append(ex.messages[-1][0] * 1000)
+    return {
+        "cells": cells,
+        "with_answer_update": len(firsts),
+        "first_answer_via": via,
+        "first_update_ms_median": finite_or_none(median(firsts)),
+        "first_update_ms_p90": finite_or_none(p90(firsts)),
+        "cell_to_idle_ms_median": finite_or_none(median(totals)),
+        "cell_to_idle_ms_p90": finite_or_none(p90(totals)),
+        "empty_cell_to_idle_ms_median": finite_or_none(median(baseline)),
+    }
+
+
+def iopub_scaling(k: Kernel, sizes: list[int], token_rate: float) -> dict[str, Any]:
+    """iopub bytes and widget updates for answers of the given sizes; each size gets its own emulator."""
+    rows = []
+    for i, size in enumerate(sizes):
+        with EmulatorProcess(answer_words=_words_for(size), token_rate=token_rate) as emu:
+            k.run(f"%responses config base_url={emu.base_url}")
+            ex = k.run(f"%%respond --new -c size{i} -o _bench_size\nsize probe", timeout=600)
+            info = k.eval_json(
+                "{'bytes': len(_bench_size.text.encode()), 'status': _bench_size.status, "
+                "'elapsed': _bench_size.elapsed}"
+            )
+        updates = ex.widget_updates()
+        value_updates = [s for _, s in updates if "value" in s]
+        iopub = ex.iopub_bytes()
+        rows.append(
+            {
+                "target_bytes": size,
+                "answer_bytes": info["bytes"],
+                "status": info["status"],
+                "stream_seconds": info["elapsed"],
+                "iopub_bytes": iopub,
+                "iopub_messages": len(ex.messages),
+                "widget_updates": len(updates),
+                "value_updates": len(value_updates),
+                "largest_value_bytes": max((len(s["value"].encode()) for s in value_updates), default=0),
+                "iopub_bytes_per_answer_byte": iopub / info["bytes"] if info["bytes"] else None,
+            }
+        )
+    slope, intercept, r2 = linear_fit([r["answer_bytes"] for r in rows], [r["iopub_bytes"] for r in rows])
+    up_slope, _, up_r2 = linear_fit([r["answer_bytes"] for r in rows], [r["widget_updates"] for r in rows])
+    return {
+        "token_rate": token_rate,
+        "sizes": rows,
+        "fit_bytes_per_answer_byte": finite_or_none(slope),
+        "fit_intercept_bytes": finite_or_none(intercept),
+        "fit_r2": finite_or_none(r2),
+        "updates_per_kb_fit": finite_or_none(up_slope * 1000),
+        "updates_fit_r2": finite_or_none(up_r2),
+    }
+
+
+# --- item 5 ------------------------------------------------------------------------------------------------
+
+_MEM_SETUP = r"""
+import asyncio as _aio, gc as _gc, threading as _th, time as _time
+from ipy_responses_ws import _extension as _ext
+from ipy_responses_ws.runtime import get_runtime as _get_runtime
+_bench_s = _ext.get_session()
+
+def _bench_turns(n, block=20, chain="mem"):
+    bad = 0
+    t0 = _time.perf_counter()
+    for i in range(n):
+        if i % block == 0:
+            _bench_s.reset(chain)
+        r = _bench_s.respond(f"m{i}", chain=chain)
+        bad += r.status != "completed"
+    return {"bad": bad, "seconds": _time.perf_counter() - t0}
+
+def _bench_state():
+    async def _count():
+        return len(_aio.all_tasks()) - 1   # minus this counting task
+    try:
+        import ipywidgets.widgets.widget as _w
+        widgets = len(getattr(_w, "_instances", {}))
+    except Exception:
+        widgets = -1
+    comms = len(get_ipython().kernel.comm_manager.comms) if hasattr(get_ipython(), "kernel") else -1
+    _gc.collect()
+    return {"loop_tasks": _get_runtime().run(_count(), timeout=10), "threads": _th.active_count(),
+            "widgets": widgets, "comms": comms,
+            "connections": len(_bench_s.status().get("connections", []))}
+"""
+
+
+def memory(k: Kernel, turns: int, cells: int) -> dict[str, Any]:
+    k.run(_MEM_SETUP)
+    warm = k.eval_json("_bench_turns(50)")
+    before = {**k.proc_stats(), **k.eval_json("_bench_state()")}
+    run = k.eval_json(f"_bench_turns({turns})", timeout=900)
+    after = {**k.proc_stats(), **k.eval_json("_bench_state()")}
+
+    # A smaller run of %%respond cells (new conversation every 20 cells, like the session loop above).
+    for i in range(3):
+        k.run(f"%%respond -c cells\nwarm-up {i}")
+    cells_before = {**k.proc_stats(), **k.eval_json("_bench_state()")}
+    t0 = time.perf_counter()
+    failed = 0
+    for i in range(cells):
+        new = " --new" if i % 20 == 0 else ""
+        ex = k.execute(f"%%respond -c cells{new}\ncell {i}")
+        failed += not ex.ok
+    cells_seconds = time.perf_counter() - t0
+    cells_after = {**k.proc_stats(), **k.eval_json("_bench_state()")}
+    return {
+        "turns": turns,
+        "warmup_bad": warm["bad"],
+        "bad_turns": run["bad"],
+        "turns_per_second": turns / run["seconds"],
+        "before": before,
+        "after": after,
+        "rss_growth_mb": after["rss_mb"] - before["rss_mb"],
+        "cells": cells,
+        "cells_failed": failed,
+        "cells_seconds": cells_seconds,
+        "cells_before": cells_before,
+        "cells_after": cells_after,
+        "cells_rss_growth_mb": cells_after["rss_mb"] - cells_before["rss_mb"],
+    }
+
+
+# --- item 6 ------------------------------------------------------------------------------------------------
+
+
+def _ws_connections_logged(origin: str) -> int:
+    with urllib.request.urlopen(origin + "/_emulator/log", timeout=10) as resp:
+        entries = json.loads(resp.read())["connections"]
+    return sum(1 for e in entries if e.get("transport") == "ws")
+
+
+def concurrency(k: Kernel, emu: EmulatorProcess, n: int, reps: int) -> dict[str, Any]:
+    k.run(f"%responses config base_url={emu.base_url}")
+    k.run("%%respond -c conc-warm\nwarm-up")
+    port = _port(emu.base_url)
+    seq_times: list[float] = []
+    bg_times: list[float] = []
+    peak_sockets = 0
+    all_completed = True
+    statuses: list[str] = []
+    ws_before = _ws_connections_logged(emu.origin)
+    for rep in range(reps):
+        # Sequential: n foreground cells, one after another.
+        t0 = time.perf_counter()
+        for i in range(n):
+            ex = k.execute(f"%%respond --new -c seq{rep}_{i}\nhello {i}", timeout=300)
+            all_completed &= ex.ok
+        seq_times.append(time.perf_counter() - t0)
+
+        # Concurrent: n background cells submitted back to back; done when every -o variable exists.
+        k.run("for _n in [n for n in list(globals()) if n.startswith('_bg_')]: del globals()[_n]")
+        t0 = time.perf_counter()
+        for i in range(n):
+            ex = k.execute(f"%%respond --background --new -c bg{rep}_{i} -o _bg_{i}\nhello {i}", timeout=60)
+            all_completed &= ex.ok
+        while True:
+            peak_sockets = max(peak_sockets, k.tcp_connections_to(port))
+            done = k.eval_json(f"sum(1 for i in range({n}) if f'_bg_{{i}}' in globals())")
+            if done >= n:
+                break
+            if time.perf_counter() - t0 > 300:
+                all_completed = False
+                break
+        bg_times.append(time.perf_counter() - t0)
+        statuses += k.eval_json(
+            f"[globals()[f'_bg_{{i}}'].status for i in range({n}) if f'_bg_{{i}}' in globals()]"
+        )
+    ws_opened = _ws_connections_logged(emu.origin) - ws_before
+    pool = k.eval_json("_bench_s.status().get('connections', [])")
+    ratios = pairwise_ratios(bg_times, seq_times)
+    return {
+        "cells": n,
+        "reps": reps,
+        "sequential_seconds": seq_times,
+        "background_seconds": bg_times,
+        "background_vs_sequential_ratio": finite_or_none(median(ratios)),
+        "all_completed": all_completed and statuses.count("completed") == n * reps,
+        "background_statuses": {s: statuses.count(s) for s in sorted(set(statuses))},
+        "peak_established_sockets": peak_sockets,
+        "ws_connections_opened": ws_opened,
+        "pool_connections_after": len(pool),
+    }
+
+
+# --- driver ------------------------------------------------------------------------------------------------
+
+
+def _memory_and_concurrency(k: Kernel, res: dict[str, Any], want: set[str], cfg: dict[str, Any]) -> None:
+    if not want & {"memory", "concurrency"}:
+        return
+    # memory() defines the in-kernel helpers concurrency() uses.
+    res["memory"] = memory(k, cfg["turns"], cfg["cells"])
+    if "concurrency" in want:
+        ttft, rate = cfg["conc_profile"]
+        with EmulatorProcess(ttft=ttft, token_rate=rate) as slow:
+            res["concurrency"] = concurrency(k, slow, cfg["conc"], cfg["reps"])
+        res["concurrency"]["emulator"] = {"ttft": ttft, "token_rate": rate}
+
+
+def run(quick: bool = False, only: set[str] | None = None) -> dict[str, Any]:
+    want = only or {"first_update", "iopub", "memory", "concurrency"}
+    res: dict[str, Any] = {}
+    if quick:
+        cfg = {"fu_cells": 3, "sizes": [1_000, 4_000], "rate": 0.0, "turns": 30, "cells": 3, "conc": 3,
+               "reps": 1, "conc_profile": (0.02, 1000.0)}  # fmt: skip
+    else:
+        cfg = {"fu_cells": 20, "sizes": [1_000, 10_000, 50_000, 100_000, 200_000], "rate": 2500.0,
+               "turns": 1000, "cells": 100, "conc": 8, "reps": 2, "conc_profile": (0.3, 50.0)}  # fmt: skip
+    with EmulatorProcess() as emu:
+        with Kernel(env=_env(emu.base_url)) as k:
+            k.run("%load_ext ipy_responses_ws")
+            if "first_update" in want:
+                res["first_update"] = first_update(k, cfg["fu_cells"])
+            if "iopub" in want:
+                res["iopub"] = iopub_scaling(k, cfg["sizes"], cfg["rate"])
+                k.run(f"%responses config base_url={emu.base_url}")
+            if quick:  # one kernel for everything keeps the smoke run short
+                _memory_and_concurrency(k, res, want, cfg)
+        if not quick and want & {"memory", "concurrency"}:
+            # A fresh kernel, so the memory baseline is not inflated by the 200 KB answers above.
+            with Kernel(env=_env(emu.base_url)) as k:
+                k.run("%load_ext ipy_responses_ws")
+                _memory_and_concurrency(k, res, want, cfg)
+    return res
+
+
+def render(result: dict[str, Any]) -> str:
+    out: list[str] = []
+    if "first_update" in result:
+        fu = result["first_update"]
+        out.append(
+            markdown_table(
+                ["measure (warm connection, zero-delay emulator)", "median ms", "p90 ms"],
+                [
+                    [
+                        "execute request → first widget update with answer text",
+                        fu["first_update_ms_median"],
+                        fu["first_update_ms_p90"],
+                    ],
+                    [
+                        "execute request → idle (whole %%respond cell)",
+                        fu["cell_to_idle_ms_median"],
+                        fu["cell_to_idle_ms_p90"],
+                    ],
+                    [
+                        "execute request → idle (empty cell, kernel floor)",
+                        fu["empty_cell_to_idle_ms_median"],
+                        "—",
+                    ],
+                ],
+            )  # fmt: skip
+        )
+        out.append(
+            f"\n{fu['cells']} cells; answer text first arrived via {json.dumps(fu['first_answer_via'])}.\n"
+        )
+    if "iopub" in result:
+        io = result["iopub"]
+        rows = [
+            [r["target_bytes"], r["answer_bytes"], r["status"], r["stream_seconds"], r["iopub_bytes"],
+             r["iopub_bytes_per_answer_byte"], r["widget_updates"], r["value_updates"], r["largest_value_bytes"]]
+            for r in io["sizes"]
+        ]  # fmt: skip
+        out.append(
+            markdown_table(
+                [
+                    "target",
+                    "answer bytes",
+                    "status",
+                    "stream s",
+                    "iopub bytes",
+                    "iopub B / answer B",
+                    "widget updates",
+                    "value updates",
+                    "largest value B",
+                ],
+                rows,
+            )  # fmt: skip
+        )
+        out.append(
+            f"\nEmulator rate {io['token_rate'] or 'unthrottled'} deltas/s. Fit: iopub bytes = "
+            f"{io['fit_bytes_per_answer_byte']:.3f} × answer bytes + {io['fit_intercept_bytes']:,.0f} "
+            f"(r² = {io['fit_r2']:.4f}); widget updates = {io['updates_per_kb_fit']:.3f} per KB "
+            f"(r² = {io['updates_fit_r2']:.4f}).\n"
+        )
+    if "memory" in result:
+        m = result["memory"]
+        keys = ["rss_mb", "fds", "sockets", "threads", "loop_tasks", "widgets", "comms", "connections"]
+        rows = [[key, m["before"].get(key), m["after"].get(key), m["cells_before"].get(key),
+                 m["cells_after"].get(key)] for key in keys]  # fmt: skip
+        out.append(
+            markdown_table(
+                ["kernel", f"before {m['turns']} turns", "after", f"before {m['cells']} cells", "after"], rows
+            )
+        )
+        out.append(
+            f"\n{m['turns']} session turns at {m['turns_per_second']:.0f} turns/s ({m['bad_turns']} not completed): "
+            f"RSS {m['rss_growth_mb']:+.1f} MB. {m['cells']} %%respond cells in {m['cells_seconds']:.1f} s "
+            f"({m['cells_failed']} failed): RSS {m['cells_rss_growth_mb']:+.1f} MB.\n"
+        )
+    if "concurrency" in result:
+        c = result["concurrency"]
+        out.append(
+            markdown_table(
+                ["concurrency", "value"],
+                [
+                    ["cells × repetitions", f"{c['cells']} × {c['reps']}"],
+                    ["emulator", f"ttft {c['emulator']['ttft']} s, {c['emulator']['token_rate']} deltas/s"],
+                    ["sequential (foreground) s", ", ".join(f"{x:.2f}" for x in c["sequential_seconds"])],
+                    ["all at once (--background) s", ", ".join(f"{x:.2f}" for x in c["background_seconds"])],
+                    ["background / sequential (pairwise median)", c["background_vs_sequential_ratio"]],
+                    ["all completed", c["all_completed"]],
+                    ["background statuses", json.dumps(c["background_statuses"])],
+                    ["peak ESTABLISHED sockets kernel → emulator", c["peak_established_sockets"]],
+                    ["WS connections opened (emulator log)", c["ws_connections_opened"]],
+                    ["pool connections afterwards", c["pool_connections_after"]],
+                ],
+            )
+        )
+        out.append("")
+    return "\n".join(out)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--only", help="comma-separated subset: first_update,iopub,memory,concurrency")
+    parser.add_argument("--json")
+    args = parser.parse_args()
+    result = run(args.quick, set(args.only.split(",")) if args.only else None)
+    print(render(result))
+    if args.json:
+        with open(args.json, "w") as fh:
+            json.dump(result, fh, indent=2)
+
+
+if __name__ == "__main__":
+    main()
