@@ -344,3 +344,45 @@ async def test_steer_is_answered_with_steering_not_supported(emu, session):
         await ws.send_json({"type": "response.steer", "previous_response_id": "resp_x", "input": "faster"})
         event = await recv_event(ws)
     assert event["type"] == "response.steer.failed" and event["error"]["code"] == "steering_not_supported"
+
+
+async def test_pings_are_answered(emu, session):
+    async with session.ws_connect(emu.ws_url, headers=AUTH, autoping=False) as ws:
+        await ws.ping(b"are you there")
+        pong = await asyncio.wait_for(ws.receive(), 5)
+    assert pong.type == aiohttp.WSMsgType.PONG and pong.data == b"are you there"
+
+
+async def test_incomplete_content_filter_fault(emu, session):
+    emu.add_fault(Fault("incomplete", after=5, transport="ws"))
+    async with session.ws_connect(emu.ws_url, headers=AUTH) as ws:
+        await ws.send_json(create("filtered", store=False))
+        events = await read_turn(ws)
+        await ws.send_json(create("next", store=False, previous_response_id=events[0]["response"]["id"]))
+        after = await read_turn(ws)
+    assert len(events) == 6 and events[-1]["type"] == "response.incomplete"
+    assert events[-1]["response"]["incomplete_details"] == {"reason": "content_filter"}
+    assert after[-1]["error"]["code"] == "previous_response_not_found"  # a cut turn is no base to build on
+
+
+async def test_scripted_mode_sends_exactly_the_script(emu, session):
+    done = {"id": "resp_scripted1", "object": "response", "created_at": 1, "model": "m", "status": "completed",
+            "output": [], "parallel_tool_calls": True, "tool_choice": "auto", "tools": []}  # fmt: skip
+    emu.add_script(
+        [{"type": "response.created", "response": done}, {"type": "response.completed", "response": done}]
+    )
+    emu.add_script([{"type": "response.done", "response": done}], transport="sse")  # not for WS
+    async with session.ws_connect(emu.ws_url, headers=AUTH) as ws:
+        await ws.send_json(create("ignored by the script", stream_id="s"))
+        scripted = await read_turn(ws)
+        await ws.send_json(create("continue", stream_id="s", previous_response_id="resp_scripted1"))
+        generated = await read_turn(ws)
+    assert [(e["type"], e["sequence_number"], e["stream_id"]) for e in scripted] == [
+        ("response.created", 0, "s"),
+        ("response.completed", 1, "s"),
+    ]
+    assert text_of(generated) == reply_for(["ignored by the script", "continue"])
+    async with session.post(
+        emu.base_url + "/responses", json={**create(), "stream": True}, headers=AUTH
+    ) as r:
+        assert b"event: response.done\n" in await r.read()

@@ -409,3 +409,30 @@ def failure_tail(
     failed = dict(turn.base, status="failed", error={"code": code, "message": message}, output=[])
     events.append({"type": "response.failed", "response": failed})
     return events
+
+
+def scripted_turn(script: list[dict[str, Any]], conversation: list[dict[str, Any]]) -> Turn:
+    """A turn that sends exactly ``script`` (the sender still numbers and tags each event).
+
+    The Codex-style scripted mode (PROTOCOL.md, checklist "Observability"): tests can send events the model
+    never would (``response.done``, unknown types, odd orders). If the script ends with a terminal event that
+    carries a ``response`` with an ``id``, that response is remembered like a generated one.
+    """
+    events = [{k: v for k, v in e.items() if k != "sequence_number"} for e in script]
+    terminal = next(
+        (
+            e["response"]
+            for e in reversed(events)
+            if isinstance(e.get("response"), dict) and "status" in e["response"]
+        ),
+        {},
+    )
+    first = next((e["response"] for e in events if isinstance(e.get("response"), dict)), terminal)
+    return Turn(
+        response_id=str(terminal.get("id") or first.get("id") or new_id("resp")),
+        events=events,
+        delays=[0.0] * len(events),
+        response=terminal,
+        base=first,
+        items=conversation + list(terminal.get("output") or []),
+    )

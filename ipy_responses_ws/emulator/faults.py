@@ -18,6 +18,7 @@ error              request   ``status`` error (429 carries rate-limit headers; 5
                              (``after=0``) a wrapped WS ``error`` / an HTTP error; later an ``error``
                              event followed by ``response.failed``
 failed             request   ``response.failed`` after ``after`` events (SSE: nested ``error`` first)
+incomplete         request   ``response.incomplete`` with reason ``code`` (default ``content_filter``)
 stall              request   go silent for ``seconds`` after ``after`` events, then carry on
 malformed          request   after ``after`` events send ``variant`` = json (invalid JSON text) | binary
                              (a binary frame) | utf8 (invalid UTF-8), then carry on
@@ -39,7 +40,18 @@ __all__ = ["KINDS", "Fault", "FaultSet", "parse_directives"]
 Transport = Literal["ws", "sse", "any"]
 
 KINDS = frozenset(
-    {"refuse_upgrade", "unauthorized", "drop", "close", "error", "failed", "stall", "malformed", "cap"}
+    {
+        "refuse_upgrade",
+        "unauthorized",
+        "drop",
+        "close",
+        "error",
+        "failed",
+        "incomplete",
+        "stall",
+        "malformed",
+        "cap",
+    }
 )
 _UPGRADE_KINDS = frozenset({"refuse_upgrade", "unauthorized"})
 _WS_ONLY = frozenset({"refuse_upgrade", "cap"})

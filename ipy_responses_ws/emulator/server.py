@@ -28,7 +28,7 @@ from typing import Any, Protocol
 from aiohttp import WSMsgType, web
 
 from . import model
-from .builder import ModelSettings, Turn, build_turn, error_body, failure_tail, ws_error
+from .builder import ModelSettings, Turn, build_turn, error_body, failure_tail, scripted_turn, ws_error
 from .faults import Fault, FaultSet, parse_directives
 from .sse import encode_sse
 from .store import LaneCache, Record, ResponseStore
@@ -44,6 +44,9 @@ MAX_LANES = 32
 #: Request fields that exist only in WebSocket mode (§1.3, §1.4): HTTP answers 400 for them.
 _WS_ONLY_FIELDS = ("generate", "stream_id")
 _TERMINAL_OK = ("response.completed", "response.incomplete")
+#: Fault kinds that strike inside a response stream, and those that end it early.
+_STREAM_KINDS = frozenset({"drop", "close", "stall", "malformed", "error", "failed", "incomplete"})
+_ENDING_KINDS = frozenset({"error", "failed", "incomplete"})
 _LOOPBACK = ("127.0.0.1", "::1")
 _REDACTED_HEADERS = ("authorization", "api-key", "openai-api-key")
 _OPENAI_VERSION = "2020-10-01"
@@ -226,6 +229,8 @@ class Emulator:
         self._base_url: str | None = None
         self._ws_conns: set[_WsConnection] = set()
         self._next_id = 0
+        self._scripts: list[tuple[str, list[dict[str, Any]]]] = []
+        self._scripts_lock = threading.Lock()
 
     def __repr__(self) -> str:  # never shows the key
         return f"Emulator(base_url={self._base_url!r}, auth={'on' if self._api_key else 'off'})"
@@ -248,6 +253,22 @@ class Emulator:
 
     def clear_faults(self) -> None:
         self.faults.clear()
+
+    def add_script(self, events: list[dict[str, Any]], *, transport: str = "any") -> None:
+        """Queue a scripted response: the next request on ``transport`` ("ws", "sse" or "any") gets exactly
+        these events (numbered, and tagged on named lanes) instead of the model's answer. FIFO."""
+        if transport not in ("ws", "sse", "any"):
+            raise ValueError("transport must be 'ws', 'sse' or 'any'")
+        with self._scripts_lock:
+            self._scripts.append((transport, [dict(e) for e in events]))
+
+    def _take_script(self, transport: str) -> list[dict[str, Any]] | None:
+        with self._scripts_lock:
+            for i, (target, events) in enumerate(self._scripts):
+                if target in ("any", transport):
+                    del self._scripts[i]
+                    return events
+        return None
 
     @contextlib.asynccontextmanager
     async def serve(self) -> AsyncIterator[Emulator]:
@@ -402,7 +423,12 @@ class Emulator:
             param="previous_response_id",
         )
 
-    def _build(self, req: dict[str, Any], prep: _Prepared, parent: Record | None, cached: int) -> Turn:
+    def _build(
+        self, req: dict[str, Any], prep: _Prepared, parent: Record | None, cached: int, transport: str
+    ) -> Turn:
+        script = self._take_script(transport)
+        if script is not None:
+            return scripted_turn(script, (list(parent.items) if parent else []) + prep.new_items)
         return build_turn(
             req,
             history=list(parent.items) if parent else [],
@@ -420,9 +446,9 @@ class Emulator:
         target = loop.time()
         events = turn.events
         strike = None
-        if fault is not None and fault.kind in ("drop", "close", "stall", "malformed", "error", "failed"):
+        if fault is not None and fault.kind in _STREAM_KINDS:
             strike = fault.after
-            if fault.kind in ("error", "failed"):
+            if fault.kind in _ENDING_KINDS:
                 strike = min(strike, len(events) - 1)  # must come before the terminal event
         entry.responses.append(turn.response_id)
         for i in range(len(events) + 1):
@@ -443,7 +469,7 @@ class Emulator:
                     for ev in self._failure_events(sink, turn, fault):
                         await sink.send(ev)
                         entry.events_sent += 1
-                    return "failed"
+                    return "failed" if fault.kind != "incomplete" else "cut"
             if i == len(events):
                 break
             delay = turn.delays[i]
@@ -457,9 +483,14 @@ class Emulator:
                 remember(turn)  # before the terminal event: a client may continue the moment it sees it
             await sink.send(event)
             entry.events_sent += 1
-        return turn.response["status"]
+        return str(turn.response.get("status", "completed"))
 
     def _failure_events(self, sink: _Sink, turn: Turn, fault: Fault) -> list[dict[str, Any]]:
+        if fault.kind == "incomplete":
+            # §2.7: e.g. content_filter; the unfinished output is dropped, the turn is not remembered.
+            reason = str(fault.code or "content_filter")
+            cut = dict(turn.base, status="incomplete", incomplete_details={"reason": reason})
+            return [{"type": "response.incomplete", "response": cut}]
         if fault.kind == "error":
             err = _fault_error(fault, turn.base["model"])
             tail = failure_tail(turn, code=err.code or "server_error", message=err.message, nested_error=True)
@@ -476,6 +507,8 @@ class Emulator:
         )
 
     def _remember(self, turn: Turn, cache: LaneCache | None, lane: str | None) -> None:
+        if "id" not in turn.response:  # a scripted terminal event without a response id
+            return
         record = Record.from_turn(turn)
         if cache is not None:
             cache.put(lane, record)
@@ -517,7 +550,7 @@ class Emulator:
             parent, _lane, _cached = self._resolve_parent(req, None)
             if fault is not None and fault.kind == "error" and fault.after == 0:
                 raise _fault_error(fault, req.get("model") or "gpt-5-mini")
-            turn = self._build(req, prep, parent, 0)
+            turn = self._build(req, prep, parent, 0, "sse")
         except _RequestError as exc:
             entry.status = exc.status
             return self._http_error(exc, started)
@@ -817,7 +850,7 @@ class _WsConnection:
                 raise _Gone
             if fault is not None and fault.kind == "error" and fault.after == 0:
                 raise _fault_error(fault, req.get("model") or "gpt-5-mini")
-            turn = emu._build(req, prep, parent, cached)
+            turn = emu._build(req, prep, parent, cached, "ws")
         except _RequestError as exc:
             await self.send_error(exc, lane)
             if parent_lane == lane:
