@@ -35,7 +35,7 @@ from .config import Settings, parse_config_value
 from .errors import ConfigError, MissingAPIKeyError, ResponsesError
 from .render import TurnState, final_bundle, footer_text
 
-__all__ = ["ResponsesMagics", "interpolate", "NO_KEY_MESSAGE"]
+__all__ = ["NO_KEY_MESSAGE", "ResponsesMagics", "TurnInterrupted", "interpolate"]
 
 log = logging.getLogger(__name__)
 
@@ -337,7 +337,7 @@ class ResponsesMagics(Magics):
         _freeze(view, display_handle, result)
         self._store(out, result)
         if interrupted:
-            raise KeyboardInterrupt
+            raise TurnInterrupted() from None
 
     def _respond_background(self, prompt: str, request: dict[str, Any], out: str | None) -> None:
         from IPython.display import display
@@ -398,7 +398,7 @@ class ResponsesMagics(Magics):
             result = _cancel_and_collect(handle, prompt, request)
             self._store(out, result)
             print(f"\n[{footer_text(result)}]", flush=True)
-            raise
+            raise TurnInterrupted() from None
         if result.error is not None:
             print(f"\nError: {result.error}", file=sys.stderr, flush=True)
         print(f"\n[{footer_text(result)}]", flush=True)
@@ -510,6 +510,27 @@ class ResponsesMagics(Magics):
 
 
 # -- helpers ------------------------------------------------------------------------------------------------
+
+
+class TurnInterrupted(KeyboardInterrupt):
+    """Re-raised after an interrupted turn was cancelled and frozen, so "Run All" stops at this cell.
+
+    Still a ``KeyboardInterrupt`` (and named so in the error reply). It renders as one line through
+    IPython's ``_render_traceback_`` hook: the first full traceback in a fresh kernel takes IPython
+    about 2 s to format (it parses the source of every frame), which would make Interrupt feel slow
+    although the turn stopped within milliseconds.
+    """
+
+    def __init__(self) -> None:
+        super().__init__(
+            "the response was interrupted; the partial answer stays above and is not part of the conversation"
+        )
+
+    def _render_traceback_(self) -> list[str]:
+        return [f"\x1b[0;31mKeyboardInterrupt\x1b[0m: {self.args[0]}"]
+
+
+TurnInterrupted.__name__ = TurnInterrupted.__qualname__ = "KeyboardInterrupt"
 
 
 def _check_api_key(session: Any) -> None:
