@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import threading
 import time
 import traceback
 from dataclasses import dataclass, field
@@ -185,7 +186,16 @@ def targets(ratios: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def _preload() -> None:
+    """Import the heavy client libraries (openai takes seconds) while the emulator process boots."""
+    import openai.resources.responses  # noqa: F401
+    import openai.types.responses.responses_server_event  # noqa: F401
+
+    import ipy_responses_ws.session  # noqa: F401
+
+
 def run(quick: bool = False) -> dict[str, Any]:
+    threading.Thread(target=_preload, name="preload", daemon=True).start()
     return {p.name: run_profile(p) for p in profiles(quick)}
 
 

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import ctypes
 import gc
 import json
 import os
@@ -177,7 +178,14 @@ def _control(base_url: str, path: str, body: dict[str, Any] | None = None) -> di
 
 
 def rss_bytes() -> int:
-    """Resident set size of this process (Linux /proc)."""
+    """Resident set size of this process (Linux /proc), after handing freed heap back to the OS.
+
+    ``malloc_trim`` makes RSS show what is still in use rather than glibc's high-water mark (the soak
+    builds and frees request bodies of hundreds of KB: store=false resends the whole transcript).
+    """
+    gc.collect()
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
     with open("/proc/self/status", encoding="ascii") as fh:
         for line in fh:
             if line.startswith("VmRSS:"):
@@ -432,12 +440,16 @@ def run(
         session = ResponsesSession(base_url=base_url, api_key=KEY, pool_size=pool_size, **SESSION_SETTINGS)
         driver = _Driver(session, base_url, report, args)
         try:
-            # Warm the process (imports, loop thread, first connections) before the memory baseline.
+            # Warm the process (imports, loop thread, first connections, both transports, the control
+            # plane) before the memory baseline, so one-time costs do not count as growth.
+            from ipy_responses_ws.emulator import reply_for  # noqa: F401  (imported by the workers)
+
+            _control(base_url, "/_soak/stats")
             for i in range(chains):
-                session.respond("warm-up", chain=f"warm-{i}")
+                for transport in ("ws", "sse", "ws"):
+                    session.respond("warm-up", chain=f"warm-{i}", transport=transport)
             for i in range(chains):
                 session.reset(f"warm-{i}")
-            gc.collect()
             report.rss_start = rss_bytes()
             if trace_memory:
                 # Only allocations made from here on are traced: what is still alive at the end is growth.
@@ -474,7 +486,6 @@ def run(
             report.transcript_bytes = sum(
                 len(json.dumps(c.transcript, ensure_ascii=False).encode()) for c in session.chains.values()
             )
-            gc.collect()
             report.rss_end = rss_bytes()
             if trace_memory:
                 snap = tracemalloc.take_snapshot()
