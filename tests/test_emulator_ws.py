@@ -386,3 +386,22 @@ async def test_scripted_mode_sends_exactly_the_script(emu, session):
         emu.base_url + "/responses", json={**create(), "stream": True}, headers=AUTH
     ) as r:
         assert b"event: response.done\n" in await r.read()
+
+
+async def test_stopping_the_emulator_closes_sockets_with_1001_and_does_not_hang(session):
+    emu = Emulator()
+    async with emu.serve():
+        ws = await session.ws_connect(emu.ws_url)
+        emu.add_fault(Fault("stall", seconds=30, transport="sse"))
+        stalled = asyncio.create_task(
+            session.post(emu.base_url + "/responses", json={"input": "x", "stream": True})
+        )
+        await asyncio.sleep(0.2)
+        start = time.monotonic()
+    assert time.monotonic() - start < 3
+    msg = await ws.receive()
+    assert msg.type == aiohttp.WSMsgType.CLOSE and msg.data == 1001
+    await ws.close()
+    with pytest.raises(aiohttp.ClientError):
+        resp = await stalled
+        await resp.read()
