@@ -21,7 +21,7 @@ import re
 import secrets
 import threading
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -426,12 +426,13 @@ class Emulator:
     def _build(
         self, req: dict[str, Any], prep: _Prepared, parent: Record | None, cached: int, transport: str
     ) -> Turn:
+        history = list(parent.items) if parent else []
         script = self._take_script(transport)
         if script is not None:
-            return scripted_turn(script, (list(parent.items) if parent else []) + prep.new_items)
+            return scripted_turn(script, history + prep.new_items)
         return build_turn(
             req,
-            history=list(parent.items) if parent else [],
+            history=history,
             new_items=prep.new_items,
             settings=prep.settings,
             cached_tokens=cached,
@@ -439,7 +440,12 @@ class Emulator:
         )
 
     async def _stream(
-        self, sink: _Sink, turn: Turn, fault: Fault | None, remember: Any, entry: ConnectionLog
+        self,
+        sink: _Sink,
+        turn: Turn,
+        fault: Fault | None,
+        remember: Callable[[Turn], None],
+        entry: ConnectionLog,
     ) -> str:
         """Send the turn's events with pacing and the fault, if any. Returns how it ended."""
         loop = asyncio.get_running_loop()
@@ -449,7 +455,7 @@ class Emulator:
         if fault is not None and fault.kind in _STREAM_KINDS:
             strike = fault.after
             if fault.kind in _ENDING_KINDS:
-                strike = min(strike, len(events) - 1)  # must come before the terminal event
+                strike = max(min(strike, len(events) - 1), 0)  # must come before the terminal event
         entry.responses.append(turn.response_id)
         for i in range(len(events) + 1):
             if i == strike:
@@ -492,7 +498,7 @@ class Emulator:
             cut = dict(turn.base, status="incomplete", incomplete_details={"reason": reason})
             return [{"type": "response.incomplete", "response": cut}]
         if fault.kind == "error":
-            err = _fault_error(fault, turn.base["model"])
+            err = _fault_error(fault, turn.base.get("model", "gpt-5-mini"))
             tail = failure_tail(turn, code=err.code or "server_error", message=err.message, nested_error=True)
             tail[0]["error"]["type"] = err.type
             if sink.transport == "ws":
