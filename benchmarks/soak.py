@@ -163,6 +163,8 @@ def emulator_process(*, ttft: float, token_rate: float, max_seconds: float) -> I
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait(5)
+        if proc.stdout is not None:
+            proc.stdout.close()
 
 
 def _control(base_url: str, path: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
