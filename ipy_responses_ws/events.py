@@ -35,6 +35,21 @@ TERMINAL_TYPES = frozenset({"response.completed", "response.incomplete", "respon
 NOTICE_KINDS = frozenset({"connecting", "connected", "fallback", "retry", "resend", "reconnect"})
 
 _json_loads = json.loads
+# The C scanner behind json.loads, called directly: json.loads(bytes) spends most of its time in pure-Python
+# encoding detection and two whitespace regex matches per call. Same decoder, same results; anything
+# unusual (leading whitespace, trailing data, errors) falls back to json.loads for its exact behaviour.
+_scan_once = json.JSONDecoder().scan_once
+
+
+def _loads(payload: str | bytes | bytearray) -> Any:
+    text = payload if payload.__class__ is str else bytes(payload).decode("utf-8")
+    try:
+        obj, end = _scan_once(text, 0)
+    except StopIteration:
+        return _json_loads(text)  # raises the standard JSONDecodeError (or copes with leading whitespace)
+    if end != len(text) and not text[end:].isspace():
+        return _json_loads(text)  # "Extra data"
+    return obj
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,7 +114,7 @@ def parse_event(payload: str | bytes | bytearray | dict[str, Any]) -> ServerEven
         data = payload
     else:
         try:
-            data = _json_loads(payload)
+            data = _loads(payload)
         except (ValueError, TypeError) as exc:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
             raise ProtocolError(
                 f"The server sent a payload that is not valid JSON: {_preview(payload)}"

@@ -84,8 +84,22 @@ class SSEDecoder:
             if last[-1:] == b"\r":
                 self._skip_lf = True
         out: list[SSEMessage] = []
+        data = self._data
         for raw in lines:
-            self._line(raw.rstrip(b"\r\n"), out)
+            raw = raw.rstrip(b"\r\n")  # a line holds no CR/LF of its own: this strips exactly its line end
+            # Fast paths for the lines OpenAI sends (PROTOCOL.md §3); everything else takes the general path.
+            if raw.startswith(b"data: "):
+                data.append(raw[6:].decode("utf-8", "replace"))
+            elif not raw:
+                if data:
+                    out.append(SSEMessage(self._event or None, "\n".join(data), self._last_id, self._retry))
+                    data = self._data = []
+                self._event = None
+            elif raw.startswith(b"event: "):
+                self._event = raw[7:].decode("utf-8", "replace")
+            else:
+                self._line(raw, out)
+                data = self._data
         return out
 
     def flush(self) -> list[SSEMessage]:

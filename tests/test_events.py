@@ -144,3 +144,11 @@ def test_http_error_body():
 def test_notice_looks_like_an_event():
     n = Notice("fallback", {"reason": "HTTP 426"})
     assert n.type == "notice.fallback" and not n.is_terminal and n.data["reason"] == "HTTP 426"
+
+
+def test_fast_path_matches_json_loads_on_edges():
+    assert parse_event(' \n{"type":"x","n":1} \r\n').data == {"type": "x", "n": 1}
+    assert parse_event(bytearray(b'{"type":"\\u00e9","d":"\xc3\xa9"}')).data == {"type": "é", "d": "é"}
+    for bad in ('{"type":"x"} junk', '{"type":"x"}{"type":"y"}', b'{"type":"\xff"}'):
+        with pytest.raises(ProtocolError):
+            parse_event(bad)
