@@ -18,7 +18,7 @@ import threading
 import weakref
 from typing import Any
 
-__all__ = ["close_session", "current_session", "get_session", "load", "unload"]
+__all__ = ["close_session", "current_session", "get_session", "last_result", "load", "set_last_result", "unload"]
 
 log = logging.getLogger(__name__)
 
@@ -73,6 +73,16 @@ def _stop_runtime() -> None:
             get_runtime().close()  # returns the live runtime (never starts one while a thread is alive)
         except Exception:
             log.exception("stopping the I/O loop thread failed")
+
+
+def set_last_result(result: Any) -> None:
+    """Remember the latest turn's ``TurnResult`` (the CLI demo reads it for its timing table)."""
+    _HOLDER["last_result"] = result
+
+
+def last_result() -> Any:
+    """The ``TurnResult`` of the latest ``%%respond`` turn in this process, or ``None``."""
+    return _HOLDER.get("last_result")
 
 
 def current_session() -> Any:

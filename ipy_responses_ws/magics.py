@@ -169,6 +169,12 @@ class ResponsesMagics(Magics):
         config=True
     )
     default_chain = Unicode("default", help="Chain used when a cell gives no -c/--chain.").tag(config=True)
+    view = CaselessStrEnum(
+        ("auto", "widgets", "text"),
+        default_value="auto",
+        help="How answers are shown: 'auto' (widgets in a notebook, plain text in terminal IPython), "
+        "'widgets' or 'text' (print the answer as it streams; what `ipy-responses-ws demo` uses).",
+    ).tag(config=True)
 
     def __init__(self, shell: Any = None, **kwargs: Any) -> None:
         super().__init__(shell=shell, **kwargs)
@@ -282,7 +288,8 @@ class ResponsesMagics(Magics):
             reasoning_effort=args.reasoning_effort,
             reasoning_summary=args.reasoning_summary,
         )
-        if not _has_widget_frontend(self.shell):
+        text_view = self.view == "text" or (self.view == "auto" and not _has_widget_frontend(self.shell))
+        if text_view:
             self._respond_terminal(prompt, request, args.out)
         elif args.background:
             self._respond_background(prompt, request, args.out)
@@ -300,6 +307,7 @@ class ResponsesMagics(Magics):
             raise UsageError(str(exc)) from None
 
     def _store(self, name: str | None, result: Any) -> None:
+        _extension.set_last_result(result)
         if name and self.shell is not None:
             self.shell.user_ns[name] = result
 
