@@ -118,6 +118,7 @@ class TurnHandle:
         self._future: concurrent.futures.Future[Any] | None = None
         self._callbacks: list[Callable[[TurnResult], Any]] = []
         self._cb_lock = threading.Lock()
+        self._started = False  # set on the loop thread when the turn's task begins
         self.started_at = time.perf_counter()
 
     # --- reading events ----------------------------------------------------------------------------
@@ -184,8 +185,10 @@ class TurnHandle:
     # --- loop side -----------------------------------------------------------------------------------
 
     def _finish(self, result: TurnResult) -> None:
-        self._result = result
         with self._cb_lock:
+            if self._done.is_set():
+                return  # idempotent: the task's own finally and the cancelled-before-start path may both call
+            self._result = result
             callbacks, self._callbacks = self._callbacks, []
             self._done.set()
         self._queue.put(_END)
@@ -406,7 +409,9 @@ class ResponsesSession:
         handle = TurnHandle(self, chain, prompt, queue_events=_queue_events)
         with self._inflight_lock:
             self._inflight.add(handle)
-        handle._future = self._runtime.submit(self._turn(handle, spec, settings))
+        fut = self._runtime.submit(self._turn(handle, spec, settings))
+        handle._future = fut
+        fut.add_done_callback(lambda f, h=handle, sp=spec: self._cancelled_before_start(f, h, sp))
         return handle
 
     def respond(self, prompt: str, **kw: Any) -> TurnResult:
@@ -556,6 +561,31 @@ class ResponsesSession:
     async def _aclose_pools(self) -> None:
         await asyncio.gather(*(p.aclose() for p in self._pools()), return_exceptions=True)
 
+    def _cancelled_before_start(
+        self, fut: concurrent.futures.Future[Any], handle: TurnHandle, spec: _TurnSpec
+    ) -> None:
+        """A turn cancelled before its task ran never reaches ``_turn``'s ``finally``: end it here.
+
+        Runs on the loop thread, after the task's own cancellation was scheduled (the future's callbacks
+        run in registration order and the loop is FIFO). If the task has not started by then, its first
+        step will only raise CancelledError, so nobody else will finish the handle.
+        """
+        if not fut.cancelled():
+            return
+        if not self._runtime.in_loop_thread():
+            if not self._runtime.closed:
+                self._runtime.call_soon(self._cancelled_before_start, fut, handle, spec)
+                return
+        elif handle._started:
+            return
+        if not handle.done():
+            result = TurnResult(chain=spec.chain, prompt=spec.prompt, model=self._settings.model)
+            result.turn = self.chain(spec.chain).turns
+            result.elapsed = time.perf_counter() - handle.started_at
+            with self._inflight_lock:
+                self._inflight.discard(handle)
+            handle._finish(result)
+
     def _lock(self, name: str) -> asyncio.Lock:
         lock = self._locks.get(name)
         if lock is None:
@@ -563,6 +593,7 @@ class ResponsesSession:
         return lock
 
     async def _turn(self, handle: TurnHandle, spec: _TurnSpec, settings: Settings) -> TurnResult:
+        handle._started = True
         rec = _Recorder(handle, spec.on_event)
         result = TurnResult(chain=spec.chain, prompt=spec.prompt, model=settings.model)
         try:

@@ -240,3 +240,20 @@ def test_sse_never_sends_ws_only_fields(emu):
         )
     finally:
         s.close()
+
+
+def test_cancel_right_after_start_and_while_queued(slow_emu):
+    s = new_session(slow_emu)
+    try:
+        for _ in range(5):  # cancelled before its task ever ran: still ends, as "cancelled"
+            h = s.start("never mind")
+            assert h.cancel(wait=1.0)
+            assert h.result(timeout=1).status in ("cancelled", "completed")
+        running = s.start("first")
+        queued = s.start("second")  # waits for the chain lock behind "first"
+        assert queued.cancel(wait=1.0) and queued.result().status == "cancelled"
+        assert running.result(timeout=10).text == slow(["first"])
+        assert s.status()["in_flight"] == 0
+        assert s.respond("third").text == slow(["first", "third"])
+    finally:
+        s.close()
