@@ -212,7 +212,7 @@ async def test_default_lane_queues_a_second_create_behind_an_abandoned_one(emu, 
 
 async def test_strict_lanes_gateway_mode_rejects_a_busy_lane(session):
     async with Emulator(strict_lanes=True).serve() as emu, session.ws_connect(emu.ws_url) as ws:
-        await ws.send_json(create("one", metadata={"emulator_token_rate": "200"}))
+        await ws.send_json(create("one", metadata={"emulator_token_rate": "100"}))
         await ws.send_json(create("two"))
         events = []
         while not events or events[-1]["type"] != "response.completed":
@@ -258,10 +258,10 @@ async def test_at_most_16_responses_are_active_per_connection(emu, session):
 
 
 async def test_connection_age_cap(session):
-    async with Emulator(max_connection_age=0.3).serve() as emu, session.ws_connect(emu.ws_url) as ws:
+    async with Emulator(max_connection_age=1.0).serve() as emu, session.ws_connect(emu.ws_url) as ws:
         await ws.send_json(create("before"))
         assert (await read_turn(ws))[-1]["type"] == "response.completed"
-        await asyncio.sleep(0.35)
+        await asyncio.sleep(1.05)
         await ws.send_json(create("after", stream_id="x"))
         err = await recv_event(ws)
         closing = await ws.receive()
@@ -271,7 +271,7 @@ async def test_connection_age_cap(session):
         "error": {
             "type": "invalid_request_error",
             "code": "websocket_connection_limit_reached",
-            "message": "Responses websocket connection limit reached (0.3 seconds). "
+            "message": "Responses websocket connection limit reached (1 seconds). "
             "Create a new websocket connection to continue.",
             "param": None,
         },
