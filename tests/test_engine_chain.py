@@ -257,3 +257,15 @@ def test_cancel_right_after_start_and_while_queued(slow_emu):
         assert s.respond("third").text == slow(["first", "third"])
     finally:
         s.close()
+
+
+def test_warmup_setting_connects_at_construction(emu):
+    since = len(emu.connections)
+    s = new_session(emu, warmup=True)
+    try:
+        assert wait_for(lambda: any(c.transport == "ws" and c.frames for c in emu.connections[since:]))
+        r = s.respond("after warm-up")
+        assert r.text == reply_for(["after warm-up"])
+        assert len([c for c in emu.connections[since:] if c.transport == "ws"]) == 1
+    finally:
+        s.close()

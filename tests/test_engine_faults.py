@@ -196,6 +196,9 @@ def test_request_error_before_stream(session, emu, transport):
     assert r.status == "failed" and type(r.error) is APIError
     assert (r.error.status, r.error.code) == (500, "server_error")
     assert r.text == "" and session.chain().turns == 0
+    if transport == "sse":  # HTTP errors carry the request id for support tickets
+        assert r.error.request_id and r.error.request_id.startswith("req_")
+        assert r.error.request_id in str(r.error)
     assert_chain_intact(session, [], transport)
 
 

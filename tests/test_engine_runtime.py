@@ -233,3 +233,69 @@ async def test_unknown_event_types_pass_through(echo_server):
         assert "codex.rate_limits" in seen
     finally:
         await s.aclose()
+
+
+# --- a peer that goes silent (no pongs) -----------------------------------------------------------------
+
+
+@pytest.fixture
+async def silent_server():
+    """Accepts the upgrade, answers the first create, then never reads again: pings go unanswered."""
+    state = {"serve_first": True}
+
+    async def ws_handler(request: web.Request) -> web.StreamResponse:
+        ws = web.WebSocketResponse(autoping=True)
+        await ws.prepare(request)
+        if state["serve_first"]:
+            msg = await ws.receive()
+            assert msg.type == WSMsgType.TEXT
+            done = {
+                "type": "response.completed",
+                "sequence_number": 0,
+                "response": {"id": "resp_silent", "status": "completed", "output": []},
+            }
+            await ws.send_str(json.dumps(done))
+        await asyncio.sleep(30)  # never reads: aiohttp answers pings only while someone reads
+        return ws
+
+    app = web.Application()
+    app.router.add_get("/v1/responses", ws_handler)
+    runner = web.AppRunner(app, shutdown_timeout=0.2)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    try:
+        yield f"http://127.0.0.1:{runner.addresses[0][1]}/v1", state
+    finally:
+        await runner.cleanup()
+
+
+async def test_heartbeat_detects_a_dead_peer_mid_turn(silent_server):
+    base, state = silent_server
+    state["serve_first"] = False
+    s = ResponsesSession(base_url=base, api_key=KEY, heartbeat=0.2, first_event_timeout=20)
+    try:
+        t0 = time.perf_counter()
+        r = await s.arespond("anyone?")
+        took = time.perf_counter() - t0
+        # the missing pong closes the socket long before the 20 s first-event timeout
+        assert r.status == "failed" and took < 3, (r.error, took)
+        assert "1006" in str(r.error) or "PONG" in str(r.error)
+    finally:
+        await s.aclose()
+
+
+async def test_heartbeat_retires_a_dead_idle_connection(silent_server):
+    base, state = silent_server
+    s = ResponsesSession(base_url=base, api_key=KEY, heartbeat=0.2, first_event_timeout=20)
+    try:
+        assert (await s.arespond("one")).ok
+        await asyncio.sleep(0.8)  # idle; pings unanswered -> aiohttp closes it
+        conns = await asyncio.to_thread(lambda: s.status()["connections"])
+        assert conns == [] or all(not c["busy"] for c in conns)
+        handshakes = s.status()["handshakes"]
+        state["serve_first"] = True
+        assert (await s.arespond("two")).ok  # a fresh connection, no error shown to the user
+        assert s.status()["handshakes"] == handshakes + 1
+    finally:
+        await s.aclose()

@@ -422,7 +422,9 @@ async def open_websocket(
                 max_msg_size=0,  # no inbound limit: completed snapshots can be many MB (§1.12)
                 compress=0,
                 decode_text=False,  # json.loads takes bytes: skip one UTF-8 decode per frame
-                timeout=aiohttp.ClientWSTimeout(ws_receive=None, ws_close=2.0),
+                timeout=aiohttp.ClientWSTimeout(
+                    ws_receive=None, ws_close=1.0
+                ),  # a dead peer must not stall close()
             )
     except aiohttp.WSServerHandshakeError as exc:
         raise _handshake_error(exc.status, url, exc.message) from None
