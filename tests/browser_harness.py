@@ -315,6 +315,12 @@ class NotebookPage:
         self.shot_prefix = shot_prefix
         self._shots = 0
         self.timings: dict[str, float] = {}
+        self._t0 = time.monotonic()
+
+    def mark(self, label: str) -> float:
+        """Record how many seconds after this page was created ``label`` happened (kept in timings.jsonl)."""
+        self.timings[label] = round(time.monotonic() - self._t0, 3)
+        return self.timings[label]
 
     # --- opening ----------------------------------------------------------------------------------------
 
@@ -332,7 +338,7 @@ class NotebookPage:
         self.page.locator(".jp-Notebook .jp-Cell").first.wait_for(timeout=timeout_ms)
         if wait_idle:
             self.wait_idle(timeout_ms=timeout_ms)
-        self.timings["open_to_idle"] = time.monotonic() - t0
+        self.timings["open_to_idle" if wait_idle else "open_to_cells"] = round(time.monotonic() - t0, 3)
         return self
 
     def wait_idle(self, timeout_ms: int = 60_000) -> None:
@@ -469,6 +475,8 @@ class NotebookPage:
         self.page.close()
         other = NotebookPage(self.server, context.new_page(), self.path, self.shot_prefix)
         other._shots = self._shots
+        other._t0 = self._t0
+        other.timings = self.timings
         other.open(wait_idle=wait_idle)
         return other
 
@@ -500,6 +508,7 @@ class BrowserEnv:
 
     server: JupyterServer
     browser: Any
+    context: Any
     emulator: Any | None
     base_url: str | None
     emulator_error: str | None = None
@@ -548,15 +557,22 @@ def _session_browser_env(config: pytest.Config, tmp_root: Path) -> BrowserEnv:
         stack.callback(pw.stop)
         browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, timeout=60_000)
         stack.callback(browser.close)
+        # One context for the session: its HTTP cache keeps JupyterLab's ~10 MB of JavaScript warm, so each
+        # test's page load is cheaper on this 2-core machine. Tests get fresh pages and fresh notebooks.
+        context = browser.new_context(viewport={"width": 1280, "height": 900})
+        context.set_default_timeout(DEFAULT_TIMEOUT_MS)
+        stack.callback(context.close)
         env = BrowserEnv(
             server=server,
             browser=browser,
+            context=context,
             emulator=emulator,
             base_url=base_url,
             emulator_error=emu_error,
             timings={"server_ready": server.startup_seconds, "browser_launch": time.monotonic() - t1},
         )
         env.timings["session_setup"] = time.monotonic() - t0
+        record_timings({"session": {k: round(v, 3) for k, v in env.timings.items()}})
     except BaseException:
         stack.close()
         raise
@@ -582,13 +598,16 @@ def browser_env(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPat
 
 @pytest.fixture
 def browser_context(browser_env: BrowserEnv) -> Iterator[Any]:
-    """A fresh browser context (cookies, storage) per test, closed at the end."""
-    context = browser_env.browser.new_context(viewport={"width": 1280, "height": 900})
-    context.set_default_timeout(DEFAULT_TIMEOUT_MS)
+    """The session's browser context; every page a test opens in it is closed when the test ends."""
+    context = browser_env.context
+    before = set(context.pages)
     try:
         yield context
     finally:
-        context.close()
+        for page in context.pages:
+            if page not in before:
+                with contextlib.suppress(Exception):
+                    page.close()
 
 
 @pytest.fixture
@@ -607,7 +626,22 @@ def new_notebook(browser_env: BrowserEnv, browser_context: Any, request: pytest.
         opened.append(page)
         return page.open(wait_idle=wait_idle)
 
+    t0 = time.monotonic()
     yield factory
+    record_timings(
+        {
+            "test": request.node.nodeid,
+            "seconds": round(time.monotonic() - t0, 3),
+            "pages": {nbp.path: nbp.timings for nbp in opened},
+        }
+    )
     for nbp in opened:
         with contextlib.suppress(Exception):
             browser_env.server.shutdown_kernels_of(nbp.path)
+
+
+def record_timings(entry: dict[str, Any]) -> None:
+    """Append one JSON line to ``<artifacts>/timings.jsonl`` (what docs/browser-tests.md quotes)."""
+    entry = {"at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), **entry}
+    with (artifacts_dir() / "timings.jsonl").open("a") as f:
+        f.write(json.dumps(entry) + "\n")

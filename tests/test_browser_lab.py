@@ -26,6 +26,7 @@ from browser_harness import (  # noqa: F401
     browser_context,
     browser_env,
     new_notebook,
+    record_timings,
 )
 
 pytestmark = [pytest.mark.browser, pytest.mark.timeout(180)]
@@ -47,8 +48,10 @@ def lab(browser_env: BrowserEnv, new_notebook):  # noqa: F811
 
     def open_with(cells: list[str], **kw) -> NotebookPage:
         nb = new_notebook([LOAD, *cells], **kw)
+        nb.mark("kernel_idle")
         nb.run_cell(0)
         nb.wait_execution_count(0)
+        nb.mark("extension_loaded")
         assert "Error" not in nb.output_text(0), nb.output_text(0)
         return nb
 
@@ -58,6 +61,7 @@ def lab(browser_env: BrowserEnv, new_notebook):  # noqa: F811
 def wait_final(nb: NotebookPage, index: int, timeout_ms: int = 30_000) -> str:
     """Wait until cell ``index`` shows its frozen Markdown answer with a footer; return the output text."""
     nb.output(index).locator(FINAL).filter(has_text=FOOTER).first.wait_for(timeout=timeout_ms)
+    nb.mark(f"cell{index}_final")
     return nb.output_text(index)
 
 
@@ -92,6 +96,9 @@ def test_respond_streams_then_renders_markdown(lab):
 
     streaming = [n for _, n, done in samples if not done and n > 0]
     rises = sum(1 for a, b in zip(streaming, streaming[1:], strict=False) if b > a)
+    nb.timings.update(
+        stream_samples=len(streaming), stream_rises=rises, stream_max_chars=max(streaming, default=0)
+    )
     assert rises >= 4, f"the answer did not visibly grow while streaming: {samples}"
     assert max(streaming) - min(streaming) > 200, f"too little growth before the end: {streaming}"
 
@@ -172,10 +179,15 @@ def test_interrupt_stops_foreground_stream(lab):
     nb.screenshot("stalled-mid-stream")
     t0 = time.monotonic()
     nb.interrupt("toolbar")
-    text = nb.wait_for_output(1, re.compile(r"interrupted", re.I), timeout_ms=10_000)
+    wait_final(nb, 1, timeout_ms=10_000)
     stop_seconds = time.monotonic() - t0
+    nb.timings["interrupt_to_frozen_s"] = round(stop_seconds, 3)
     nb.wait_execution_count(1, timeout_ms=10_000)
+    # The traceback is drawn after the frozen answer: wait for it before reading the whole output.
+    text = nb.wait_for_output(1, "KeyboardInterrupt", timeout_ms=10_000)
     nb.screenshot("interrupted")
+    assert footer(text).startswith("interrupted"), footer(text)
+    assert "KeyboardInterrupt" in text, "Run All must stop at an interrupted cell (the cell re-raises)"
     assert "Turn 1" in text, "the partial answer should stay visible"
     assert stop_seconds < 5, f"interrupt took {stop_seconds:.1f}s to show"
 
@@ -201,10 +213,13 @@ def test_background_stop_button(lab):
     assert "kernel is free 42" in nb.wait_for_output(2, "kernel is free")
     assert not nb.output(1).locator(FINAL).filter(has_text=FOOTER).count(), "it ended before Stop was clicked"
     nb.screenshot("background-streaming")
+    t0 = time.monotonic()
     nb.click_in_output(1, "Stop")
-    text = nb.wait_for_output(1, re.compile(r"interrupted|stopped", re.I), timeout_ms=10_000)
+    text = wait_final(nb, 1, timeout_ms=10_000)
+    nb.timings["stop_to_frozen_s"] = round(time.monotonic() - t0, 3)
     nb.screenshot("background-stopped")
-    assert "Turn 1" in text
+    assert re.match(r"(interrupted|stopped)", footer(text)), footer(text)
+    assert "Turn 1" in text, "the partial answer should stay visible"
     assert_no_key(nb)
 
 
@@ -244,12 +259,11 @@ def test_answers_survive_save_shutdown_reopen(lab, browser_env, browser_context)
 # --------------------------------------------------------------------------------------------------------------
 
 
-def test_nbconvert_html_contains_answers(browser_env: BrowserEnv, tmp_path: Path, monkeypatch):  # noqa: F811
-    """Execute a notebook with nbclient against the emulator, convert it with ``jupyter nbconvert --to html``,
-    and open the HTML in Chromium: the answers render without any kernel or widget manager."""
+def test_nbconvert_html_contains_answers(browser_env: BrowserEnv, tmp_path: Path):  # noqa: F811
+    """``jupyter nbconvert --to html --execute`` runs a notebook against the emulator and the HTML holds the
+    answers as rendered Markdown; opened in Chromium it shows them without any kernel or widget manager."""
     browser_env.require_emulator()
     import nbformat
-    from nbclient import NotebookClient
 
     nb = nbformat.v4.new_notebook()
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
@@ -258,36 +272,43 @@ def test_nbconvert_html_contains_answers(browser_env: BrowserEnv, tmp_path: Path
         nbformat.v4.new_code_cell("%%respond\nConvert me to HTML"),
         nbformat.v4.new_code_cell("%%respond\nAnd keep the chain"),
     ]
-    # nbclient's kernel inherits this process's environment.
-    monkeypatch.setenv("OPENAI_BASE_URL", browser_env.base_url)
-    monkeypatch.setenv("OPENAI_API_KEY", FAKE_API_KEY)
-    monkeypatch.setenv("IPYTHONDIR", str(tmp_path / "ipython"))
-    NotebookClient(
-        nb, timeout=60, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}
-    ).execute()
     path = tmp_path / "executed.ipynb"
     nbformat.write(nb, path)
-
-    subprocess.run(
-        [sys.executable, "-m", "jupyter", "nbconvert", "--to", "html", str(path)],
-        check=True,
+    # The kernel nbconvert starts inherits this environment (an isolated IPython profile, the emulator, a fake key).
+    env = {
+        **os.environ,
+        "OPENAI_BASE_URL": browser_env.base_url,
+        "OPENAI_API_KEY": FAKE_API_KEY,
+        "IPYTHONDIR": str(tmp_path / "ipython"),
+    }
+    t0 = time.monotonic()
+    proc = subprocess.run(
+        [sys.executable, "-m", "jupyter", "nbconvert", "--to", "html", "--execute", str(path)],
+        env=env,
         capture_output=True,
-        timeout=120,
+        text=True,
+        timeout=150,
     )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    convert_seconds = time.monotonic() - t0
     html_text = (tmp_path / "executed.html").read_text()
     assert "Turn 1: Convert me to HTML" in html_text
     assert "Turn 2: And keep the chain" in html_text
     assert "turn = 2" in html_text
-    assert FAKE_API_KEY not in html_text
+    assert "done · WS" in html_text, "the status footer is part of the frozen answer"
+    assert FAKE_API_KEY not in html_text and FAKE_API_KEY not in proc.stderr
+    assert "model not found" not in html_text
     shutil.copyfile(tmp_path / "executed.html", artifacts_dir() / "nbconvert-executed.html")
 
-    page = browser_env.browser.new_page()
+    page = browser_env.context.new_page()
     try:
         page.goto((tmp_path / "executed.html").as_uri())
         headings = page.locator("h2", has_text=re.compile(r"Turn \d"))
         headings.first.wait_for(timeout=10_000)
         assert headings.count() == 2
         assert page.locator("table").first.is_visible()
+        assert page.locator("pre").filter(has_text="turn = 1").first.is_visible()
         page.screenshot(path=str(artifacts_dir() / "nbconvert-html.png"), full_page=True)
     finally:
         page.close()
+    record_timings({"test": "nbconvert", "execute_and_convert_s": round(convert_seconds, 3)})
