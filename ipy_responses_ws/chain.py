@@ -111,10 +111,16 @@ class Chain:
 
     def __init__(self, name: str = "default") -> None:
         self.name = name
+        self.epoch = 0
         self.reset()
 
     def reset(self) -> None:
-        """Forget everything: the next turn starts a new conversation."""
+        """Forget everything: the next turn starts a new conversation.
+
+        ``epoch`` counts resets, so a turn that was already running when the chain was reset can tell
+        that it must not commit into the new conversation.
+        """
+        self.epoch = getattr(self, "epoch", 0) + 1
         self.previous_response_id: str | None = None
         self.transcript: list[dict[str, Any]] = []
         self.turns = 0

@@ -635,6 +635,7 @@ class ResponsesSession:
         chain = self.chain(spec.chain)
         if spec.new:
             chain.reset()
+        epoch = chain.epoch
         items = [user_message(spec.prompt)]
         transport = spec.transport or self._transport
         if transport == "ws" and spec.transport is None and time.monotonic() < self._ws_blocked_until:
@@ -697,7 +698,8 @@ class ResponsesSession:
         result.function_calls = list(rec.calls)
         if terminal.type == "response.completed":
             result.text = output_text(resp) or "".join(rec.parts)
-            chain.commit(plans[-1], items, resp, connection_id=outcome.connection_id)
+            if chain.epoch == epoch:  # a reset() while this turn ran starts a new conversation: keep it clean
+                chain.commit(plans[-1], items, resp, connection_id=outcome.connection_id)
         else:
             result.text = "".join(rec.parts)
             if terminal.type == "response.incomplete":

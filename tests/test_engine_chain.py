@@ -269,3 +269,17 @@ def test_warmup_setting_connects_at_construction(emu):
         assert len([c for c in emu.connections[since:] if c.transport == "ws"]) == 1
     finally:
         s.close()
+
+
+def test_reset_during_a_running_turn_keeps_the_new_conversation_clean(slow_emu):
+    s = new_session(slow_emu)
+    try:
+        s.respond("old conversation")
+        h = s.start("still running")
+        assert h.get(timeout=5) is not None
+        s.reset()
+        assert h.result(timeout=10).ok  # the running turn finishes and shows its answer...
+        assert s.chain().turns == 0  # ...but does not leak into the conversation started by reset()
+        assert s.respond("fresh").text == slow(["fresh"])
+    finally:
+        s.close()
