@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib.util
+import re
 import time
 from collections.abc import Iterator
 
@@ -60,14 +61,25 @@ def nb7_page(browser_env: BrowserEnv, nb7_server: JupyterServer, request) -> Ite
         context.close()
 
 
-def test_notebook7_plain_cell_streams(nb7_page):
-    """Notebook 7 runs a cell and shows its output as it grows (the harness works outside JupyterLab too)."""
-    nb = nb7_page(
-        ["import time\nfor i in range(8):\n    print(f'row {i}', flush=True)\n    time.sleep(0.15)"]
-    )
+def test_notebook7_respond_streams_and_renders(nb7_page, browser_env: BrowserEnv):  # noqa: F811
+    """Flow 1 in Notebook 7: ``%%respond`` grows visibly while it streams and ends as rendered Markdown."""
+    browser_env.require_emulator()
+    nb = nb7_page(["%load_ext ipy_responses_ws", "%%respond\nStream into Notebook 7"])
     nb.run_cell(0)
-    samples = nb.sample_output_lengths(0, duration_s=10, interval_ms=40, done_text="row 7")
-    nb.screenshot("plain-cell")
-    growth = sorted({n for _, n in samples if n > 0})
-    assert len(growth) >= 4, f"output did not grow in steps: {samples}"
-    assert "row 7" in nb.output_text(0)
+    nb.wait_execution_count(0)
+    nb.start_sampling(1, interval_ms=40, done_selector=".jp-RenderedMarkdown")
+    nb.run_cell(1)
+    nb.wait_for_output(1, "Turn 1", timeout_ms=20_000)
+    nb.screenshot("mid-stream")
+    final = nb.output(1).locator(".jp-RenderedMarkdown").filter(has_text=re.compile(r"done · WS"))
+    final.first.wait_for(timeout=30_000)
+    samples = nb.stop_sampling()
+    nb.screenshot("finished")
+    streaming = [n for _, n, done in samples if not done and n > 0]
+    rises = sum(1 for a, b in zip(streaming, streaming[1:], strict=False) if b > a)
+    assert rises >= 4, f"the answer did not visibly grow while streaming: {samples}"
+    out = nb.output(1)
+    assert "Turn 1: Stream into Notebook 7" in out.locator("h2").first.inner_text()
+    for selector in ("li", "pre code", "table"):
+        assert out.locator(selector).first.is_visible(), f"no visible <{selector}> in the final answer"
+    assert FAKE_API_KEY not in nb.page.content()
