@@ -39,7 +39,8 @@ from typing import Any
 
 import pytest
 
-CHROMIUM = "/usr/bin/chromium"
+#: Debian's Chromium; ``IPY_RWS_CHROMIUM`` points elsewhere (e.g. /usr/bin/chromium-browser on Ubuntu).
+CHROMIUM = os.environ.get("IPY_RWS_CHROMIUM", "/usr/bin/chromium")
 #: Flags from /work/shared/TESTING.md, plus no QUIC and no sync: the machine has no internet, and a headless
 #: Chromium should not try to reach Google services while a test measures timings.
 CHROMIUM_ARGS = [
@@ -168,7 +169,8 @@ class JupyterServer:
             # Kernels must start fast and never be culled while a test waits.
             "--MappingKernelManager.cull_idle_timeout=0",
         ]
-        self.log_path = artifacts_dir() / f"server-{self.app}.log"
+        # Named by port: two pytest sessions on one machine must not write into each other's log.
+        self.log_path = artifacts_dir() / f"server-{self.app}-{self.port}.log"
         log = self.log_path.open("wb")
         t0 = time.monotonic()
         # A new session (process group) so the finalizer can also end kernels the server leaves behind.
