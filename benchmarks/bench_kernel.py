@@ -98,39 +98,49 @@ def first_update(k: Kernel, cells: int) -> dict[str, Any]:
     }
 
 
-def iopub_scaling(k: Kernel, sizes: list[int], token_rate: float) -> dict[str, Any]:
-    """iopub bytes and widget updates for answers of the given sizes; each size gets its own emulator."""
-    rows = []
-    for i, size in enumerate(sizes):
-        with EmulatorProcess(answer_words=_words_for(size), token_rate=token_rate) as emu:
-            k.run(f"%responses config base_url={emu.base_url}")
-            ex = k.run(f"%%respond --new -c size{i} -o _bench_size\nsize probe", timeout=600)
-            info = k.eval_json(
-                "{'bytes': len(_bench_size.text.encode()), 'status': _bench_size.status, "
-                "'elapsed': _bench_size.elapsed}"
-            )
-        updates = ex.widget_updates()
-        value_updates = [s for _, s in updates if "value" in s]
-        iopub = ex.iopub_bytes()
-        rows.append(
-            {
-                "target_bytes": size,
-                "answer_bytes": info["bytes"],
-                "status": info["status"],
-                "stream_seconds": info["elapsed"],
-                "iopub_bytes": iopub,
-                "iopub_messages": len(ex.messages),
-                "widget_updates": len(updates),
-                "value_updates": len(value_updates),
-                "largest_value_bytes": max((len(s["value"].encode()) for s in value_updates), default=0),
-                "iopub_bytes_per_answer_byte": iopub / info["bytes"] if info["bytes"] else None,
-            }
+def _one_size(k: Kernel, i: int, size: int, token_rate: float) -> dict[str, Any]:
+    with EmulatorProcess(answer_words=_words_for(size), token_rate=token_rate) as emu:
+        k.run(f"%responses config base_url={emu.base_url}")
+        ex = k.run(f"%%respond --new -c size{i} -o _bench_size\nsize probe", timeout=600)
+        info = k.eval_json(
+            "{'bytes': len(_bench_size.text.encode()), 'status': _bench_size.status, "
+            "'elapsed': _bench_size.elapsed}"
         )
+    updates = ex.widget_updates()
+    value_updates = [s for _, s in updates if "value" in s]
+    iopub = ex.iopub_bytes()
+    return {
+        "target_bytes": size,
+        "token_rate": token_rate,
+        "answer_bytes": info["bytes"],
+        "status": info["status"],
+        "stream_seconds": info["elapsed"],
+        "iopub_bytes": iopub,
+        "iopub_messages": len(ex.messages),
+        "widget_updates": len(updates),
+        "value_updates": len(value_updates),
+        "largest_value_bytes": max((len(s["value"].encode()) for s in value_updates), default=0),
+        "iopub_bytes_per_answer_byte": iopub / info["bytes"] if info["bytes"] else None,
+    }
+
+
+def iopub_scaling(
+    k: Kernel, sizes: list[int], token_rate: float, slow: tuple[int, float] | None
+) -> dict[str, Any]:
+    """iopub bytes and widget updates for answers of the given sizes; each size gets its own emulator.
+
+    The fit uses the sizes streamed at ``token_rate``. ``slow`` = (size, rate) adds one answer streamed at a
+    model-like rate: the live tail is re-sent on every coalesced update, so per answer byte a slow stream costs
+    more than a fast one (traffic grows with stream duration x tail size, still linear in the answer length).
+    """
+    rows = [_one_size(k, i, size, token_rate) for i, size in enumerate(sizes)]
+    slow_row = _one_size(k, len(sizes), slow[0], slow[1]) if slow else None
     slope, intercept, r2 = linear_fit([r["answer_bytes"] for r in rows], [r["iopub_bytes"] for r in rows])
     up_slope, _, up_r2 = linear_fit([r["answer_bytes"] for r in rows], [r["widget_updates"] for r in rows])
     return {
         "token_rate": token_rate,
         "sizes": rows,
+        "slow_rate": slow_row,
         "fit_bytes_per_answer_byte": finite_or_none(slope),
         "fit_intercept_bytes": finite_or_none(intercept),
         "fit_r2": finite_or_none(r2),
@@ -177,8 +187,12 @@ def memory(k: Kernel, turns: int, cells: int) -> dict[str, Any]:
     k.run(_MEM_SETUP)
     warm = k.eval_json("_bench_turns(50)")
     before = {**k.proc_stats(), **k.eval_json("_bench_state()")}
-    run = k.eval_json(f"_bench_turns({turns})", timeout=900)
+    # Two halves: a leak keeps growing in the second half, allocator warm-up does not.
+    first = k.eval_json(f"_bench_turns({turns // 2})", timeout=900)
+    middle = {**k.proc_stats(), **k.eval_json("_bench_state()")}
+    second = k.eval_json(f"_bench_turns({turns - turns // 2})", timeout=900)
     after = {**k.proc_stats(), **k.eval_json("_bench_state()")}
+    run = {"bad": first["bad"] + second["bad"], "seconds": first["seconds"] + second["seconds"]}
 
     # A smaller run of %%respond cells (new conversation every 20 cells, like the session loop above).
     for i in range(3):
@@ -200,6 +214,8 @@ def memory(k: Kernel, turns: int, cells: int) -> dict[str, Any]:
         "before": before,
         "after": after,
         "rss_growth_mb": after["rss_mb"] - before["rss_mb"],
+        "rss_growth_mb_first_half": middle["rss_mb"] - before["rss_mb"],
+        "rss_growth_mb_second_half": after["rss_mb"] - middle["rss_mb"],
         "cells": cells,
         "cells_failed": failed,
         "cells_seconds": cells_seconds,
@@ -218,10 +234,39 @@ def _ws_connections_logged(origin: str) -> int:
     return sum(1 for e in entries if e.get("transport") == "ws")
 
 
+def _background_wave(k: Kernel, n: int, tag: str, port: int) -> tuple[float, int, list[str], bool]:
+    """Submit ``n`` ``%%respond --background`` cells back to back; wait until every ``-o`` variable exists.
+
+    Returns (seconds from the first submit until all were done, peak ESTABLISHED sockets from the kernel to the
+    emulator seen while waiting, the TurnResult statuses, whether every cell was accepted and finished).
+    """
+    ok = True
+    peak = 0
+    k.run("for _n in [n for n in list(globals()) if n.startswith('_bg_')]: del globals()[_n]")
+    t0 = time.perf_counter()
+    for i in range(n):
+        ex = k.execute(f"%%respond --background --new -c bg{tag}_{i} -o _bg_{i}\nhello {i}", timeout=60)
+        ok &= ex.ok
+    while True:
+        peak = max(peak, k.tcp_connections_to(port))
+        done = k.eval_json(f"sum(1 for i in range({n}) if f'_bg_{{i}}' in globals())")
+        if done >= n:
+            break
+        if time.perf_counter() - t0 > 300:
+            ok = False
+            break
+    seconds = time.perf_counter() - t0
+    statuses = k.eval_json(
+        f"[globals()[f'_bg_{{i}}'].status for i in range({n}) if f'_bg_{{i}}' in globals()]"
+    )
+    return seconds, peak, statuses, ok
+
+
 def concurrency(k: Kernel, emu: EmulatorProcess, n: int, reps: int) -> dict[str, Any]:
     k.run(f"%responses config base_url={emu.base_url}")
     k.run("%%respond -c conc-warm\nwarm-up")
     port = _port(emu.base_url)
+    pool_size = k.eval_json("_bench_s.settings.pool_size")
     seq_times: list[float] = []
     bg_times: list[float] = []
     peak_sockets = 0
@@ -235,31 +280,19 @@ def concurrency(k: Kernel, emu: EmulatorProcess, n: int, reps: int) -> dict[str,
             ex = k.execute(f"%%respond --new -c seq{rep}_{i}\nhello {i}", timeout=300)
             all_completed &= ex.ok
         seq_times.append(time.perf_counter() - t0)
-
-        # Concurrent: n background cells submitted back to back; done when every -o variable exists.
-        k.run("for _n in [n for n in list(globals()) if n.startswith('_bg_')]: del globals()[_n]")
-        t0 = time.perf_counter()
-        for i in range(n):
-            ex = k.execute(f"%%respond --background --new -c bg{rep}_{i} -o _bg_{i}\nhello {i}", timeout=60)
-            all_completed &= ex.ok
-        while True:
-            peak_sockets = max(peak_sockets, k.tcp_connections_to(port))
-            done = k.eval_json(f"sum(1 for i in range({n}) if f'_bg_{{i}}' in globals())")
-            if done >= n:
-                break
-            if time.perf_counter() - t0 > 300:
-                all_completed = False
-                break
-        bg_times.append(time.perf_counter() - t0)
-        statuses += k.eval_json(
-            f"[globals()[f'_bg_{{i}}'].status for i in range({n}) if f'_bg_{{i}}' in globals()]"
-        )
+        # Concurrent: the same n cells in the background, all at once.
+        seconds, peak, st, ok = _background_wave(k, n, str(rep), port)
+        bg_times.append(seconds)
+        peak_sockets = max(peak_sockets, peak)
+        statuses += st
+        all_completed &= ok
     ws_opened = _ws_connections_logged(emu.origin) - ws_before
     pool = k.eval_json("_bench_s.status().get('connections', [])")
     ratios = pairwise_ratios(bg_times, seq_times)
-    return {
+    result = {
         "cells": n,
         "reps": reps,
+        "pool_size": pool_size,
         "sequential_seconds": seq_times,
         "background_seconds": bg_times,
         "background_vs_sequential_ratio": finite_or_none(median(ratios)),
@@ -269,6 +302,22 @@ def concurrency(k: Kernel, emu: EmulatorProcess, n: int, reps: int) -> dict[str,
         "ws_connections_opened": ws_opened,
         "pool_connections_after": len(pool),
     }
+    if n > pool_size:
+        # The pool caps connections at pool_size: run one more wave with a pool as large as the wave, to show
+        # what the cap costs (compared with the median sequential time of the rounds above, not interleaved).
+        k.run(f"_bench_s.configure(pool_size={n})")
+        try:
+            seconds, peak, st, ok = _background_wave(k, n, "big", port)
+        finally:
+            k.run(f"_bench_s.configure(pool_size={pool_size})")
+        result["bigger_pool"] = {
+            "pool_size": n,
+            "background_seconds": seconds,
+            "vs_median_sequential": seconds / median(seq_times),
+            "peak_established_sockets": peak,
+            "all_completed": ok and st.count("completed") == n,
+        }
+    return result
 
 
 # --- driver ------------------------------------------------------------------------------------------------
@@ -290,10 +339,11 @@ def run(quick: bool = False, only: set[str] | None = None) -> dict[str, Any]:
     want = only or {"first_update", "iopub", "memory", "concurrency"}
     res: dict[str, Any] = {}
     if quick:
-        cfg = {"fu_cells": 3, "sizes": [1_000, 4_000], "rate": 0.0, "turns": 30, "cells": 3, "conc": 3,
+        cfg = {"fu_cells": 3, "sizes": [1_000, 4_000], "rate": 0.0, "slow": None, "turns": 30, "cells": 3, "conc": 3,
                "reps": 1, "conc_profile": (0.02, 1000.0)}  # fmt: skip
     else:
         cfg = {"fu_cells": 20, "sizes": [1_000, 10_000, 50_000, 100_000, 200_000], "rate": 2500.0,
+               "slow": (3_000, 100.0),
                "turns": 1000, "cells": 100, "conc": 8, "reps": 2, "conc_profile": (0.3, 50.0)}  # fmt: skip
     with EmulatorProcess() as emu:
         with Kernel(env=_env(emu.base_url)) as k:
@@ -301,7 +351,7 @@ def run(quick: bool = False, only: set[str] | None = None) -> dict[str, Any]:
             if "first_update" in want:
                 res["first_update"] = first_update(k, cfg["fu_cells"])
             if "iopub" in want:
-                res["iopub"] = iopub_scaling(k, cfg["sizes"], cfg["rate"])
+                res["iopub"] = iopub_scaling(k, cfg["sizes"], cfg["rate"], cfg["slow"])
                 k.run(f"%responses config base_url={emu.base_url}")
             if quick:  # one kernel for everything keeps the smoke run short
                 _memory_and_concurrency(k, res, want, cfg)
@@ -345,9 +395,9 @@ def render(result: dict[str, Any]) -> str:
     if "iopub" in result:
         io = result["iopub"]
         rows = [
-            [r["target_bytes"], r["answer_bytes"], r["status"], r["stream_seconds"], r["iopub_bytes"],
+            [r["target_bytes"], r["token_rate"] or "unthrottled", r["answer_bytes"], r["status"], r["stream_seconds"], r["iopub_bytes"],
              r["iopub_bytes_per_answer_byte"], r["widget_updates"], r["value_updates"], r["largest_value_bytes"]]
-            for r in io["sizes"]
+            for r in io["sizes"] + ([io["slow_rate"]] if io.get("slow_rate") else [])
         ]  # fmt: skip
         out.append(
             markdown_table(
@@ -366,7 +416,7 @@ def render(result: dict[str, Any]) -> str:
             )  # fmt: skip
         )
         out.append(
-            f"\nEmulator rate {io['token_rate'] or 'unthrottled'} deltas/s. Fit: iopub bytes = "
+            f"\nFit over the rows at {io['token_rate'] or 'unthrottled'} deltas/s: iopub bytes = "
             f"{io['fit_bytes_per_answer_byte']:.3f} × answer bytes + {io['fit_intercept_bytes']:,.0f} "
             f"(r² = {io['fit_r2']:.4f}); widget updates = {io['updates_per_kb_fit']:.3f} per KB "
             f"(r² = {io['updates_fit_r2']:.4f}).\n"
@@ -383,7 +433,8 @@ def render(result: dict[str, Any]) -> str:
         )
         out.append(
             f"\n{m['turns']} session turns at {m['turns_per_second']:.0f} turns/s ({m['bad_turns']} not completed): "
-            f"RSS {m['rss_growth_mb']:+.1f} MB. {m['cells']} %%respond cells in {m['cells_seconds']:.1f} s "
+            f"RSS {m['rss_growth_mb']:+.1f} MB ({m['rss_growth_mb_first_half']:+.1f} MB in the first half, "
+            f"{m['rss_growth_mb_second_half']:+.1f} MB in the second). {m['cells']} %%respond cells in {m['cells_seconds']:.1f} s "
             f"({m['cells_failed']} failed): RSS {m['cells_rss_growth_mb']:+.1f} MB.\n"
         )
     if "concurrency" in result:
@@ -393,6 +444,7 @@ def render(result: dict[str, Any]) -> str:
                 ["concurrency", "value"],
                 [
                     ["cells × repetitions", f"{c['cells']} × {c['reps']}"],
+                    ["pool_size (default)", c["pool_size"]],
                     ["emulator", f"ttft {c['emulator']['ttft']} s, {c['emulator']['token_rate']} deltas/s"],
                     ["sequential (foreground) s", ", ".join(f"{x:.2f}" for x in c["sequential_seconds"])],
                     ["all at once (--background) s", ", ".join(f"{x:.2f}" for x in c["background_seconds"])],
@@ -402,6 +454,19 @@ def render(result: dict[str, Any]) -> str:
                     ["peak ESTABLISHED sockets kernel → emulator", c["peak_established_sockets"]],
                     ["WS connections opened (emulator log)", c["ws_connections_opened"]],
                     ["pool connections afterwards", c["pool_connections_after"]],
+                    *(
+                        [
+                            [
+                                f"with pool_size={c['bigger_pool']['pool_size']}: all at once s",
+                                c["bigger_pool"]["background_seconds"],
+                            ],
+                            ["... vs median sequential", c["bigger_pool"]["vs_median_sequential"]],
+                            ["... peak sockets", c["bigger_pool"]["peak_established_sockets"]],
+                            ["... all completed", c["bigger_pool"]["all_completed"]],
+                        ]
+                        if c.get("bigger_pool")
+                        else []
+                    ),
                 ],
             )
         )
