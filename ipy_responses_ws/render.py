@@ -23,6 +23,7 @@ here too, because they are pure presentation shared by the widget view and the t
 
 from __future__ import annotations
 
+import html
 import re
 import time
 from collections.abc import Callable, Mapping
@@ -41,6 +42,7 @@ __all__ = [
     "format_usage",
     "render_markdown",
     "safe_link",
+    "safe_markdown",
 ]
 
 # Schemes a rendered link may use. Anything else (javascript:, vbscript:, data:, file:, ...) is left as text.
@@ -452,8 +454,8 @@ def error_text(result: Any) -> str:
 def final_bundle(result: Any, *, model: str | None = None) -> tuple[dict[str, str], dict[str, Any]]:
     """The plain display bundle that replaces the live view when a turn ends (DESIGN.md §5).
 
-    ``text/markdown`` is the answer plus a short italic status footer (and the error, if any);
-    ``text/plain`` is the answer alone (or the error when there is no answer). The metadata records the
+    ``text/markdown`` is the answer made safe by :func:`safe_markdown` plus a short italic status footer
+    (and the error, if any); ``text/plain`` is the answer alone (or the error when there is no answer). The metadata records the
     response id, model, transport and status so tools can find them without widgets. No secrets: only
     fields of the result, whose error texts are key-redacted by the engine.
     """
@@ -462,7 +464,7 @@ def final_bundle(result: Any, *, model: str | None = None) -> tuple[dict[str, st
     err = error_text(result)
     md_parts = []
     if text:
-        md_parts.append(text.rstrip("\n"))
+        md_parts.append(safe_markdown(text).rstrip("\n"))
     if err:
         md_parts.append("**Error:** " + _escape_md_inline(err))
     md_parts.append("*" + _escape_md_inline(footer) + "*")
@@ -739,3 +741,108 @@ class TurnState:
 
 
 TERMINAL_EVENT_TYPES = frozenset({"response.completed", "response.incomplete", "response.failed"})
+
+
+# -- Markdown that stays inert in any renderer ---------------------------------------------------------------
+#
+# JupyterLab renders the Markdown outputs of the running session as *trusted*, and trusted Markdown keeps raw
+# HTML (only untrusted outputs are sanitized): an ``<img onerror=...>`` in the answer would run once the live
+# view is replaced by the final bundle. So the bundle's text/markdown is the answer with every ``<`` outside
+# code escaped (no renderer can see a tag or an HTML block) and links with unsafe schemes defused, while code
+# blocks and code spans stay byte-for-byte (their ``<`` is shown, never parsed).
+
+_AUTOLINK_RE = re.compile(r"<(?:https?|mailto):[^\s<>`]*>", re.IGNORECASE)
+_REF_DEF_RE = re.compile(r"^( {0,3})\[([^\]]*)\]:\s*(\S+)")
+_INLINE_DEST_RE = re.compile(r"\(\s*<?([^)\s>]*)")
+
+
+def _code_lines(text: str) -> tuple[set[int], bool]:
+    """Line numbers inside fenced or indented code blocks (per markdown-it), and whether a fence is open
+    at the end of the text."""
+    lines: set[int] = set()
+    open_fence = False
+    tokens = _MD.parse(text)
+    src_lines = text.split("\n")
+    for tok in tokens:
+        if tok.type in ("fence", "code_block") and tok.map is not None:
+            start, end = tok.map
+            lines.update(range(start, end))
+            if tok.type == "fence":
+                closing = src_lines[end - 1].strip() if end - 1 < len(src_lines) else ""
+                marker = tok.markup[:1]
+                closed = end - start >= 2 and len(closing) >= len(tok.markup) and set(closing) == {marker}
+                if not closed and end >= len(src_lines) - (1 if text.endswith("\n") else 0):
+                    open_fence = True
+    return lines, open_fence
+
+
+def _unsafe_destination(dest: str) -> bool:
+    return not safe_link(html.unescape(dest))
+
+
+def _escape_inline(line: str) -> str:
+    """Escape ``<`` and defuse unsafe links in one line of prose; leave code spans as they are."""
+    out: list[str] = []
+    i, n = 0, len(line)
+    ref = _REF_DEF_RE.match(line)
+    if ref and _unsafe_destination(ref.group(3)):
+        # A reference definition with an unsafe target: escape its bracket so it is plain text.
+        out.append(ref.group(1) + "\\")
+        i = len(ref.group(1))
+    while i < n:
+        ch = line[i]
+        if ch == "\\" and i + 1 < n:
+            out.append(line[i : i + 2])
+            i += 2
+        elif ch == "`":
+            run = len(line[i:]) - len(line[i:].lstrip("`"))
+            close = re.compile(f"(?<!`)`{{{run}}}(?!`)").search(line, i + run)
+            if close is None:  # no closing run on this line: literal backticks
+                out.append("`" * run)
+                i += run
+            else:
+                out.append(line[i : close.end()])
+                i = close.end()
+        elif ch == "<":
+            auto = _AUTOLINK_RE.match(line, i)
+            if auto:
+                out.append(auto.group(0))
+                i = auto.end()
+            else:
+                out.append("&lt;")
+                i += 1
+        elif ch == "]" and line[i + 1 : i + 2] == "(":
+            dest = _INLINE_DEST_RE.match(line, i + 1)
+            if dest and _unsafe_destination(dest.group(1)):
+                out.append("]\\(")  # "\(" is a literal parenthesis: no link
+                i += 2
+            else:
+                out.append(ch)
+                i += 1
+        else:
+            out.append(ch)
+            i += 1
+    return "".join(out)
+
+
+def safe_markdown(text: str) -> str:
+    """The answer as Markdown that renders the same text but can carry no live HTML or ``javascript:`` link.
+
+    Outside code: ``<`` becomes ``&lt;`` (safe ``http``/``mailto`` autolinks are kept) and links or reference
+    definitions whose target is not :func:`safe_link` become plain text. Fenced and indented code blocks
+    and code spans are unchanged. A fence left open (an interrupted answer) is closed, so what follows
+    (the status footer) is not swallowed by the code block.
+
+    >>> safe_markdown('hi <img src=x onerror=alert(1)> `a<b`')
+    'hi &lt;img src=x onerror=alert(1)> `a<b`'
+    """
+    text = _normalize_newlines(text)
+    code, open_fence = _code_lines(text)
+    lines = text.split("\n")
+    out = [line if number in code else _escape_inline(line) for number, line in enumerate(lines)]
+    result = "\n".join(out)
+    if open_fence:
+        fence_tokens = [t for t in _MD.parse(text) if t.type == "fence"]
+        marker = fence_tokens[-1].markup if fence_tokens else "```"
+        result = result.rstrip("\n") + "\n" + marker + "\n"
+    return result

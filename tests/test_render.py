@@ -16,6 +16,7 @@ from ipy_responses_ws.render import (
     format_usage,
     render_markdown,
     safe_link,
+    safe_markdown,
 )
 
 DOC = (
@@ -314,3 +315,78 @@ def test_split_request_cuts_a_paragraph_at_a_sentence_end_only() -> None:
     assert chunk == "<p>Intro.</p>\n<p>First sentence here.</p>\n"
     assert freezer.tail == "Second sentence is still runn"
     assert freezer.freeze(split=True) is None  # no sentence end yet: nothing to cut
+
+
+# -- the final bundle's Markdown is inert in a renderer that keeps raw HTML ---------------------------------
+
+_TRUSTED = __import__("markdown_it").MarkdownIt("commonmark", {"html": True})
+_PIECES = [
+    "<img src=x onerror=alert(1)>",
+    "<script>alert(2)</script>",
+    '<a href="javascript:alert(3)">a</a>',
+    "[c](javascript:alert(4))",
+    "![i](javascript:alert(5))",
+    "[r]: javascript:alert(6)\n\n[r][]",
+    "[e](&#106;avascript:alert(7))",
+    "<details open ontoggle=alert(8)>",
+    "`",
+    "``",
+    "\\`",
+    "\n```\n",
+    "\n    ",
+    "\n> ",
+    "\n- ",
+    " text ",
+    "\n\n",
+    "<https://ok.example>",
+]
+
+
+class _Active(__import__("html.parser").parser.HTMLParser):
+    def __init__(self) -> None:
+        super().__init__()
+        self.found: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag in ("script", "img", "iframe", "details", "svg", "style"):
+            self.found.append(tag)
+        for name, value in attrs:
+            link = name in ("href", "src", "srcdoc", "action")
+            if name.startswith("on") or (link and value and "javascript" in value.lower()):
+                self.found.append(f"{tag} {name}={value}")
+
+
+def _active(markdown: str) -> list[str]:
+    parser = _Active()
+    parser.feed(_TRUSTED.render(markdown))
+    return parser.found
+
+
+def test_safe_markdown_neutralizes_every_payload_in_random_documents() -> None:
+    rnd = random.Random(7)
+    assert _active("".join(_PIECES))  # the checker does see raw payloads
+    for _ in range(400):
+        doc = "".join(rnd.choice(_PIECES) for _ in range(rnd.randint(1, 12)))
+        assert _active(safe_markdown(doc)) == [], doc
+
+
+def test_safe_markdown_keeps_benign_answers_and_code_exact() -> None:
+    benign = DOC * 2 + "Use `a < b` and [docs](https://example.com).\n\n```html\n<div>ok</div>\n```\n"
+    assert render_markdown(safe_markdown(benign)) == render_markdown(benign)
+    assert "<div>ok</div>" in safe_markdown(benign)  # code is not escaped
+
+
+def test_safe_markdown_closes_a_fence_left_open_by_an_interrupt() -> None:
+    text = safe_markdown("Look:\n\n```python\nx = 1")
+    assert text.endswith("```\n")
+    data, _ = final_bundle(_result(text="Look:\n\n```python\nx = 1", status="cancelled"))
+    footer_html = render_markdown(data["text/markdown"])
+    assert "<em>interrupted" in footer_html  # the footer is not swallowed by the code block
+
+
+def test_final_bundle_markdown_is_inert_but_plain_text_is_the_answer() -> None:
+    hostile = "Hi <img src=x onerror=alert(1)> [x](javascript:alert(2))"
+    data, _ = final_bundle(_result(text=hostile))
+    assert _active(data["text/markdown"]) == []
+    assert data["text/plain"] == hostile
+    assert "onerror=alert(1)" in _TRUSTED.render(data["text/markdown"])  # still visible, as text
