@@ -33,7 +33,6 @@ from typing import TYPE_CHECKING, Any
 import aiohttp
 
 from ..errors import (
-    APIError,
     AuthenticationError,
     ConnectError,
     ConnectionClosedError,
@@ -43,7 +42,6 @@ from ..errors import (
     RateLimitError,
     ResponsesError,
     StreamTimeoutError,
-    TransportError,
     api_error_from_status,
 )
 from ..events import Notice, ServerEvent, error_from_event, parse_event
@@ -66,6 +64,10 @@ _ids = itertools.count(1)
 
 class _Reconnect(Exception):
     """Internal: the server asked for a new connection (connection cap)."""
+
+    def __init__(self, received: bool) -> None:
+        super().__init__("websocket_connection_limit_reached")
+        self.received = received  # whether this turn's response had already started streaming
 
 
 class WSConnection:
@@ -149,21 +151,13 @@ class WSPool:
         while True:
             conn, reused = await self._lease(settings, emit, affinity, fresh_only=fresh_only)
             clean = False
-            delivered = [False]
-
-            def tracking_emit(
-                item: ServerEvent | Notice, _emit: Emit = emit, _d: list[bool] = delivered
-            ) -> None:
-                _d[0] = True
-                _emit(item)
-
             try:
                 now = asyncio.get_running_loop().time()
                 info = ConnectionInfo("ws", conn.id, reused, conn.age(now), conn.cached_response_id)
                 body = make_request(info)
                 frame = {"type": "response.create", **body}
                 frame.pop("stream", None)  # "stream is implicit over WebSocket and should not be sent" (§1.3)
-                terminal, error_event = await self._exchange(conn, frame, tracking_emit, settings)
+                terminal, error_event = await self._exchange(conn, frame, emit, settings)
                 clean = True
                 conn.turns += 1
                 conn.affinity = affinity
@@ -181,8 +175,8 @@ class WSPool:
                     retried=retried,
                     reconnected=reconnected,
                 )
-            except _Reconnect:
-                if reconnected or delivered[0]:
+            except _Reconnect as why:
+                if reconnected or why.received:
                     raise api_error_from_status(
                         400,
                         message="The server keeps refusing new responses on fresh connections "
@@ -194,7 +188,7 @@ class WSPool:
                 emit(Notice("reconnect", {"reason": "connection age limit reached on the server"}))
             except ConnectionClosedError as exc:
                 # A reused idle socket that died unnoticed fails before any event: retry once, fresh.
-                if reused and not exc.received_any and not delivered[0] and not retried:
+                if reused and not exc.received_any and not retried:
                     retried = True
                     fresh_only = True
                     emit(Notice("retry", {"reason": f"reused connection was closed ({exc.code})"}))
@@ -381,7 +375,7 @@ class WSPool:
                         if etype == "error":
                             err = error_from_event(ev)
                             if err.code == _CONN_LIMIT_CODE:
-                                raise _Reconnect()
+                                raise _Reconnect(started)
                             if started:
                                 # An error inside a started response: response.failed follows (§2.7, §1.10).
                                 if error_event is None:
@@ -421,10 +415,10 @@ async def open_websocket(
                 heartbeat=settings.heartbeat,
                 max_msg_size=0,  # no inbound limit: completed snapshots can be many MB (§1.12)
                 compress=0,
-                decode_text=False,  # json.loads takes bytes: skip one UTF-8 decode per frame
-                timeout=aiohttp.ClientWSTimeout(
-                    ws_receive=None, ws_close=1.0
-                ),  # a dead peer must not stall close()
+                decode_text=False,  # parse_event decodes the bytes itself, once
+                # ws_close bounds how long close() waits for the peer's close frame: a dead peer
+                # must not stall a cancel or the shutdown.
+                timeout=aiohttp.ClientWSTimeout(ws_receive=None, ws_close=1.0),
             )
     except aiohttp.WSServerHandshakeError as exc:
         raise _handshake_error(exc.status, url, exc.message) from None
@@ -450,8 +444,3 @@ def _handshake_error(status: int, url: str, message: str) -> ResponsesError:
 def _describe(exc: BaseException) -> str:
     text = str(exc).strip()
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
-
-
-# Re-exported for the session's fallback policy.
-FALLBACK_ERRORS: tuple[type[TransportError], ...] = (HandshakeError, ConnectError)
-__all__ += ["FALLBACK_ERRORS", "APIError"]
