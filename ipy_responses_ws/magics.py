@@ -255,7 +255,7 @@ class ResponsesMagics(Magics):
             Explain WebSocket close code 1006 in two sentences.
 
             %%respond -m gpt-5 -t sse --no-store -o answer
-            Summarise this table: {df.head()!s}
+            Summarise this table: {df}
 
             %%respond --new -i "Answer in French" --max-output-tokens 200
             What is a Jupyter kernel?
