@@ -24,7 +24,7 @@ import contextlib
 import logging
 import threading
 import weakref
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Callable, Coroutine
 from typing import Any, Protocol, TypeVar
 
 from .errors import PoolClosedError
@@ -202,12 +202,3 @@ def _register_atexit(rt: Runtime) -> None:
             live.close(timeout=3.0)
 
     atexit.register(_close_at_exit)
-
-
-def run_sync(fn: Callable[[], Awaitable[T]], timeout: float | None = None) -> T:
-    """Convenience: run ``fn()`` (a coroutine function) on the shared loop and wait."""
-
-    async def _call() -> T:
-        return await fn()
-
-    return get_runtime().run(_call(), timeout)
