@@ -403,6 +403,7 @@ def render(result: dict[str, Any]) -> str:
             markdown_table(
                 [
                     "target",
+                    "deltas/s",
                     "answer bytes",
                     "status",
                     "stream s",
