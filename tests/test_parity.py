@@ -534,3 +534,86 @@ async def test_blank_keepalive_frames_are_skipped():
     finally:
         await s.aclose()
         await runner.cleanup()
+
+
+# --- row 6: lazy connect -----------------------------------------------------------------------------------
+
+
+def test_no_socket_until_the_first_turn(emu):
+    since = len(emu.connections)
+    s = new_session(emu)
+    try:
+        time.sleep(0.2)
+        assert emu.connections[since:] == [] and s.status()["connections"] == []
+        assert s.status()["handshakes"] == 0
+        assert s.respond("first").ok
+        assert [c.transport for c in emu.connections[since:]] == ["ws"]
+    finally:
+        s.close()
+
+
+# --- row 18 / §3.3: a handshake that never completes times out (and is not "fixed" by a fallback) --------
+
+
+async def test_silent_handshake_times_out_in_connect_phase():
+    accepted: list[asyncio.StreamWriter] = []
+
+    async def black_hole(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        accepted.append(writer)  # accept TCP, never answer the upgrade
+
+    server = await asyncio.start_server(black_hole, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    s = ResponsesSession(base_url=f"http://127.0.0.1:{port}/v1", api_key=KEY, connect_timeout=0.5)
+    try:
+        t0 = time.perf_counter()
+        r = await asyncio.wait_for(s.arespond("anyone there?"), timeout=10)
+        took = time.perf_counter() - t0
+        assert r.status == "failed" and r.error.phase == "connect" and r.error.seconds == 0.5
+        assert "connect_timeout" in str(r.error)
+        assert 0.45 < took < 3.0 and r.fallback_reason is None and r.transport is None
+        assert len(accepted) == 1  # one attempt: no SSE request to the same silent host
+    finally:
+        await s.aclose()
+        for w in accepted:
+            w.close()
+        server.close()
+        await server.wait_closed()
+
+
+# --- rows 35, 36: tool-call arguments and reasoning summaries reach the TurnResult -------------------------
+
+
+@pytest.mark.parametrize("transport", ["ws", "sse"])
+def test_reasoning_summary_and_tool_call_arguments_are_collected(session, transport):
+    h = session.start("think first", transport=transport, reasoning_summary="auto")
+    r, items = collect(h)
+    summary = "".join(
+        i.delta
+        for i in items
+        if isinstance(i, ServerEvent) and i.type == "response.reasoning_summary_text.delta"
+    )
+    assert r.ok and r.reasoning_summary and r.reasoning_summary == summary
+    assert r.text == reply_for(["think first"])
+    h = session.start("use get_weather for Oslo", transport=transport, tools=[WEATHER_TOOL])
+    r, items = collect(h)
+    arg_deltas = "".join(
+        i.delta
+        for i in items
+        if isinstance(i, ServerEvent) and i.type == "response.function_call_arguments.delta"
+    )
+    (call,) = r.function_calls
+    assert call["name"] == "get_weather" and call["call_id"].startswith("call_")
+    assert arg_deltas and json.loads(arg_deltas) == json.loads(call["arguments"])
+    assert json.loads(call["arguments"])["city"]
+
+
+# --- row 52: debug logging of the handshake, never the key --------------------------------------------------
+
+
+def test_debug_log_names_the_endpoint_and_never_the_key(session, emu, caplog):
+    with caplog.at_level("DEBUG", logger="ipy_responses_ws"):
+        assert session.respond("log me").ok
+        session.close()
+    text = "\n".join(rec.getMessage() for rec in caplog.records)
+    assert emu.ws_url in text  # the handshake target is visible at DEBUG
+    assert KEY not in text and KEY[-12:] not in text
