@@ -30,7 +30,7 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -38,6 +38,7 @@ from .chain import Chain, TurnPlan, output_text, user_message
 from .config import Settings
 from .errors import (
     APIError,
+    ConfigError,
     ConnectError,
     HandshakeError,
     PoolClosedError,
@@ -275,6 +276,7 @@ class _TurnSpec:
     overrides: dict[str, Any]
     tools: list[dict[str, Any]] | None
     on_event: Callable[[Any], Any] | None
+    items: list[dict[str, Any]]
 
 
 _OVERRIDE_NAMES = (
@@ -334,8 +336,6 @@ class ResponsesSession:
     @transport.setter
     def transport(self, value: str) -> None:
         if value not in ("ws", "sse"):
-            from .errors import ConfigError
-
             raise ConfigError(f"transport must be 'ws' or 'sse', not {value!r}.")
         changed = value != self._transport
         self._transport = value
@@ -383,16 +383,22 @@ class ResponsesSession:
         reasoning_effort: str | None = None,
         reasoning_summary: str | None = None,
         tools: list[dict[str, Any]] | None = None,
+        tool_outputs: Mapping[str, str] | Sequence[tuple[str, str]] | None = None,
         on_event: Callable[[Any], Any] | None = None,
         _queue_events: bool = True,
     ) -> TurnHandle:
-        """Start a turn and return at once; read it with the handle (or ``on_event`` on the loop thread)."""
+        """Start a turn and return at once; read it with the handle (or ``on_event`` on the loop thread).
+
+        ``tool_outputs`` (``{call_id: output}``) answers the function calls of the chain's last turn: they go
+        first, as ``function_call_output`` items, followed by the prompt if it is not empty.
+        """
         if self._closed:
             raise PoolClosedError()
         if transport not in (None, "ws", "sse"):
-            from .errors import ConfigError
-
             raise ConfigError(f"transport must be 'ws' or 'sse', not {transport!r}.")
+        pairs = list(tool_outputs.items() if isinstance(tool_outputs, Mapping) else tool_outputs or ())
+        if not prompt and not pairs:
+            raise ConfigError("Nothing to send: the prompt is empty and there are no tool outputs.")
         local = dict(
             model=model,
             store=store,
@@ -405,11 +411,22 @@ class ResponsesSession:
         overrides = {k: v for k, v in local.items() if v is not None}
         settings = self._settings.with_changes(**overrides) if overrides else self._settings  # validates now
         self.chain(chain)
-        spec = _TurnSpec(prompt, chain, new, transport, overrides, tools, on_event)
+        items = [
+            {"type": "function_call_output", "call_id": str(call_id), "output": str(output)}
+            for call_id, output in pairs
+        ]
+        if prompt:
+            items.append(user_message(prompt))
+        spec = _TurnSpec(prompt, chain, new, transport, overrides, tools, on_event, items)
         handle = TurnHandle(self, chain, prompt, queue_events=_queue_events)
         with self._inflight_lock:
             self._inflight.add(handle)
-        fut = self._runtime.submit(self._turn(handle, spec, settings))
+        try:
+            fut = self._runtime.submit(self._turn(handle, spec, settings))
+        except BaseException:
+            with self._inflight_lock:
+                self._inflight.discard(handle)
+            raise
         handle._future = fut
         fut.add_done_callback(lambda f, h=handle, sp=spec: self._cancelled_before_start(f, h, sp))
         return handle
@@ -636,7 +653,7 @@ class ResponsesSession:
         if spec.new:
             chain.reset()
         epoch = chain.epoch
-        items = [user_message(spec.prompt)]
+        items = spec.items
         transport = spec.transport or self._transport
         if transport == "ws" and spec.transport is None and time.monotonic() < self._ws_blocked_until:
             transport = "sse"

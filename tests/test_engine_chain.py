@@ -283,3 +283,45 @@ def test_reset_during_a_running_turn_keeps_the_new_conversation_clean(slow_emu):
         assert s.respond("fresh").text == slow(["fresh"])
     finally:
         s.close()
+
+
+WEATHER = {
+    "type": "function",
+    "name": "get_weather",
+    "description": "Weather for a city",
+    "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
+}
+
+
+@pytest.mark.parametrize(("transport", "store"), [("ws", True), ("ws", False), ("sse", False)])
+def test_function_call_round_trip(emu, transport, store):
+    s = new_session(emu, transport=transport, store=store)
+    try:
+        seen = []
+        r = s.respond(
+            "please use get_weather for Paris", tools=[WEATHER], on_event=lambda e: seen.append(e.type)
+        )
+        assert r.ok and r.text == "" and len(r.function_calls) == 1
+        call = r.function_calls[0]
+        assert call["name"] == "get_weather" and "response.function_call_arguments.delta" in seen
+        r2 = s.respond("", tool_outputs={call["call_id"]: "sunny, 21 C"}, tools=[WEATHER])
+        assert r2.ok and r2.text == reply_for(
+            ["please use get_weather for Paris"], tool_results=[(call["call_id"], "sunny, 21 C")]
+        )
+        r3 = s.respond("thanks")
+        # a full resend carries the tool output as "new" input again, and the emulator's model quotes it
+        again = [(call["call_id"], "sunny, 21 C")] if r3.resent_transcript else []
+        assert r3.resent_transcript == (transport == "sse")
+        assert r3.text == reply_for(["please use get_weather for Paris", "thanks"], tool_results=again)
+    finally:
+        s.close()
+
+
+def test_empty_turn_is_refused(emu):
+    s = new_session(emu)
+    try:
+        with pytest.raises(Exception, match="Nothing to send"):
+            s.start("")
+        assert s.status()["in_flight"] == 0
+    finally:
+        s.close()
