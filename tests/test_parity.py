@@ -617,3 +617,47 @@ def test_debug_log_names_the_endpoint_and_never_the_key(session, emu, caplog):
     text = "\n".join(rec.getMessage() for rec in caplog.records)
     assert emu.ws_url in text  # the handshake target is visible at DEBUG
     assert KEY not in text and KEY[-12:] not in text
+
+
+# --- §3.2 + §3.7: under store=false an incomplete turn took the socket's cache slot -------------------------
+
+
+def test_store_false_after_incomplete_resends_instead_of_a_doomed_by_id_request(emu):
+    # The connection-local cache holds only the latest response (§1.7): after an incomplete turn on the
+    # same socket, the chain's completed parent is no longer there, so a by-id request would get a 400.
+    s = new_session(emu, store=False)
+    try:
+        assert s.respond("kept").ok
+        cut = s.respond("cut", max_output_tokens=5)
+        assert cut.status == "incomplete" and cut.connection_id
+        h = s.start("continued")
+        r, items = collect(h)
+        assert r.ok and r.text == reply_for(["kept", "continued"])
+        assert r.resent_transcript and notice_kinds(items).count("resend") == 1
+        assert r.connection_id == cut.connection_id  # same socket, no reconnect needed
+        log = next(c for c in emu.connections if c.transport == "ws" and cut.response_id in c.responses)
+        last = log.frames[-1]
+        assert "previous_response_id" not in last
+        assert messages(last["input"], "user") == ["kept", "continued"]
+        assert len(log.frames) == 3  # no 400 round trip before the resend
+    finally:
+        s.close()
+
+
+# --- §3.11: a turn that failed after the server started answering still says who served it ---------------
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="bug: session._run_turn sets TurnResult.transport/connection_id only on a terminal event; a turn "
+    "that failed mid-stream (text already shown) reports transport=None, which the contract reserves for "
+    "'nothing was sent', and its footer omits WS/SSE",
+)
+@pytest.mark.parametrize("transport", ["ws", "sse"])
+def test_failed_mid_stream_turn_still_names_its_transport(session, emu, transport):
+    emu.add_fault(Fault("drop", after=7, transport=transport))
+    r = session.respond("partly answered", transport=transport)
+    assert r.status == "failed" and r.text  # the server did answer, partly
+    assert r.transport == transport
+    assert (r.connection_id is not None) == (transport == "ws")
+    assert footer_text(r).split(" · ")[1] == transport.upper()
