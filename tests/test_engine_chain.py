@@ -325,3 +325,22 @@ def test_empty_turn_is_refused(emu):
         assert s.status()["in_flight"] == 0
     finally:
         s.close()
+
+
+@pytest.mark.parametrize(("transport", "store"), [("ws", False), ("sse", False), ("sse", True)])
+def test_reasoning_summary_and_chain_with_reasoning_items(emu, transport, store):
+    from ipy_responses_ws.emulator.model import reasoning_summary_for
+
+    s = new_session(emu, transport=transport, store=store, reasoning_summary="auto", reasoning_effort="low")
+    try:
+        r = s.respond("think first")
+        assert r.ok and r.reasoning_summary == reasoning_summary_for(["think first"])
+        assert r.text == reply_for(["think first"])
+        # the reasoning item has no encrypted content: dropped under store=false, a reference otherwise
+        kinds = [i["type"] for i in s.chain().transcript]
+        assert kinds == (["message", "item_reference", "message"] if store else ["message", "message"])
+        r2 = s.respond("then answer")
+        assert r2.ok and r2.text == reply_for(["think first", "then answer"])
+        assert r2.usage["output_tokens_details"]["reasoning_tokens"] > 0
+    finally:
+        s.close()
