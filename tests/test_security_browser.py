@@ -7,7 +7,9 @@ streams (live widgets) and after it froze (the plain ``text/markdown`` bundle, D
 
 Why the frozen bundle matters: JupyterLab renders Markdown *outputs* of the running session as trusted, and
 trusted Markdown keeps raw HTML (only untrusted outputs go through the sanitizer). So raw ``<img onerror>`` in
-``text/markdown`` runs in the user's page even though the live widget view escaped it.
+``text/markdown`` runs in the user's page even though the live widget view escaped it. This test first ran
+against a bundle that shipped the raw answer: 4 of the 5 payloads ran (img onerror, script, iframe srcdoc,
+details ontoggle). ``render.safe_markdown`` fixed it; this test keeps it fixed.
 """
 
 from __future__ import annotations
@@ -47,12 +49,6 @@ def _dangerous_nodes(nb: NotebookPage, index: int) -> list[str]:
     return nb.output(index).evaluate(f"el => [...el.querySelectorAll({DANGEROUS!r})].map(e => e.outerHTML)")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: render.final_bundle puts the raw answer into text/markdown; JupyterLab renders a session's "
-    "Markdown outputs as trusted, so <img onerror>, <script>, <iframe srcdoc>, <details ontoggle> in the "
-    "answer run once the live view freezes (measured: 4 of 5 payloads ran; the live view ran none)",
-)
 def test_hostile_answer_stays_inert_live_and_frozen(browser_env: BrowserEnv, new_notebook) -> None:  # noqa: F811
     browser_env.require_emulator()
     # The stall keeps the live view on screen for a while; the directive line is not part of the answer.
