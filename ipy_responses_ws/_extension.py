@@ -18,12 +18,23 @@ import threading
 import weakref
 from typing import Any
 
-__all__ = ["close_session", "current_session", "get_session", "last_result", "load", "set_last_result", "unload"]
+__all__ = [
+    "close_session",
+    "current_session",
+    "get_session",
+    "last_result",
+    "load",
+    "on_transport_change",
+    "set_last_result",
+    "unload",
+]
 
 log = logging.getLogger(__name__)
 
 _LOCK = threading.RLock()
 _HOLDER: dict[str, Any] = {"session": None, "magics": None, "shell": None}
+# Transport listeners of displayed toggles (each holds only a weak reference to its toggle).
+_LISTENERS: list[Any] = []
 
 
 def load(ip: Any) -> None:
@@ -63,6 +74,7 @@ def unload(ip: Any) -> None:
                 configurables.remove(magics)
         _HOLDER["magics"] = None
         _HOLDER["shell"] = None
+        _LISTENERS.clear()
 
 
 def _stop_runtime() -> None:
@@ -73,6 +85,16 @@ def _stop_runtime() -> None:
             get_runtime().close()  # returns the live runtime (never starts one while a thread is alive)
         except Exception:
             log.exception("stopping the I/O loop thread failed")
+
+
+def on_transport_change(callback: Any) -> None:
+    """Register ``callback(new_transport)`` on the current session and on every later one (toggles
+    displayed before ``%responses close`` keep following the transport)."""
+    with _LOCK:
+        _LISTENERS.append(callback)
+        session = _HOLDER["session"]
+        if session is not None:
+            session.on_transport_change(callback)
 
 
 def set_last_result(result: Any) -> None:
@@ -102,6 +124,8 @@ def get_session(magics: Any | None = None) -> Any:
         magics = magics or _HOLDER["magics"]
         overrides = magics.settings_overrides() if magics is not None else {}
         session = ResponsesSession(settings=Settings.from_env(**overrides))
+        for listener in _LISTENERS:
+            session.on_transport_change(listener)
         if magics is not None:
             ref = weakref.ref(magics)
 

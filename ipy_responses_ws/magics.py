@@ -478,6 +478,8 @@ class ResponsesMagics(Magics):
             self.session,
             chain=self._last_chain or self.default_chain,
             on_close=lambda: _extension.close_session(keep_chains=True),
+            provider=lambda: _extension.get_session(self),
+            subscribe=_extension.on_transport_change,
         )
         display(panel.widget)
 

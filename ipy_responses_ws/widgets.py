@@ -346,19 +346,46 @@ def _calls_html(calls: dict[str, dict[str, str]]) -> str:
 TRANSPORT_OPTIONS = (("WebSocket", "ws"), ("SSE", "sse"))
 
 
+class _ToggleButtons(widgets.ToggleButtons):
+    """The core ToggleButtons (same frontend model) that also accepts ``{"value": "sse"}`` in a state update.
+
+    ipywidgets 8 syncs a selection through ``index`` only, so an update naming ``value`` (as a test
+    harness or another client may send) would be ignored silently; translate it to ``index``.
+    """
+
+    def set_state(self, sync_data: dict[str, Any]) -> None:
+        if "value" in sync_data and "index" not in sync_data:
+            sync_data = dict(sync_data)
+            value = sync_data.pop("value")
+            values = list(self._options_values)
+            if value in values:
+                sync_data["index"] = values.index(value)
+        super().set_state(sync_data)
+
+
 class TransportToggle:
     """``ToggleButtons`` (WebSocket | SSE) bound both ways to ``session.transport``.
 
     Clicking sets ``session.transport``; a change made elsewhere (``%responses transport sse``, another
-    toggle) arrives through ``session.on_transport_change`` and moves this toggle. The session keeps only a
-    weak reference to the toggle, so a closed toggle does not linger.
+    toggle) arrives through ``session.on_transport_change`` and moves this toggle. Only a weak reference
+    to the toggle is registered, so a closed toggle does not linger.
+
+    ``provider`` (returns the current session) and ``subscribe`` (registers a transport listener on the
+    current and future sessions) let the magics replace the session (``%responses close``) under a
+    displayed toggle; by default both use ``session``.
     """
 
-    def __init__(self, session: Any) -> None:
-        self.session = session
-        self.widget = widgets.ToggleButtons(
+    def __init__(
+        self,
+        session: Any,
+        *,
+        provider: Callable[[], Any] | None = None,
+        subscribe: Callable[[Callable[[str], Any]], Any] | None = None,
+    ) -> None:
+        self._provider = provider or (lambda: session)
+        self.widget = _ToggleButtons(
             options=list(TRANSPORT_OPTIONS),
-            value=session.transport,
+            value=self._provider().transport,
             description="Transport",
             tooltips=[
                 "The WebSocket pool (default): one socket per kernel, lowest latency",
@@ -374,13 +401,18 @@ class TransportToggle:
             if toggle is not None:
                 toggle._follow(new)
 
-        session.on_transport_change(follow)
+        (subscribe or session.on_transport_change)(follow)
+
+    @property
+    def session(self) -> Any:
+        return self._provider()
 
     def _on_value(self, change: dict[str, Any]) -> None:
         new = change["new"]
-        if new != self.session.transport:
+        session = self._provider()
+        if new != session.transport:
             try:
-                self.session.transport = new
+                session.transport = new
             except Exception:
                 log.exception("switching transport to %r failed", new)
                 self.widget.value = change["old"]
@@ -398,11 +430,19 @@ class TransportToggle:
 class ControlPanel:
     """``%responses`` with no argument: the toggle, the chain, open connections, Reset and Close buttons."""
 
-    def __init__(self, session: Any, *, chain: str = "default", on_close: Callable[[], Any] | None = None):
-        self.session = session
+    def __init__(
+        self,
+        session: Any,
+        *,
+        chain: str = "default",
+        on_close: Callable[[], Any] | None = None,
+        provider: Callable[[], Any] | None = None,
+        subscribe: Callable[[Callable[[str], Any]], Any] | None = None,
+    ):
+        self._provider = provider or (lambda: session)
         self.chain = chain
         self._on_close = on_close
-        self.toggle = TransportToggle(session)
+        self.toggle = TransportToggle(session, provider=self._provider, subscribe=subscribe)
         self.info = widgets.HTML()
         self.message = widgets.HTML()
         self.reset_button = widgets.Button(
@@ -418,6 +458,10 @@ class ControlPanel:
         buttons = widgets.HBox([self.reset_button, self.close_button, self.refresh_button])
         self.widget = widgets.VBox([self.toggle.widget, self.info, buttons, self.message])
         self.refresh()
+
+    @property
+    def session(self) -> Any:
+        return self._provider()
 
     def _reset(self) -> str:
         self.session.reset(chain=self.chain)

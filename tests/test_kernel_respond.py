@@ -158,10 +158,8 @@ def test_toggle_comm_message_switches_transport_for_the_next_cell(kernel: Kernel
     assert state["_options_labels"] == ["WebSocket", "SSE"] and state["index"] == 0  # WS by default
     info = [v for v in live_values(panel) if "connection" in v]
     assert info and "turns" in info[-1] and "chain <b>default</b>" in info[-1]
-    # A click on "SSE", as the frontend sends it.
-    kernel.send_comm(
-        toggles[0]["content"]["comm_id"], {"method": "update", "state": {"index": 1}, "buffer_paths": []}
-    )
+    # The toggle driven by a comm message naming the value.
+    kernel.send_comm(toggles[0]["content"]["comm_id"], {"method": "update", "state": {"value": "sse"}})
     assert ns(kernel, "get_ipython().run_line_magic('responses', 'transport') or 0") == 0
     ex = kernel.execute("%%respond -o via_sse\nOver SSE please")
     assert frozen(ex)["metadata"]["ipy_responses_ws"]["transport"] == "sse"
@@ -173,6 +171,29 @@ def test_toggle_comm_message_switches_transport_for_the_next_cell(kernel: Kernel
     assert moved, "the displayed toggle did not follow %responses transport ws"
     ex = kernel.execute("%%respond\nBack on WebSocket")
     assert frozen(ex)["metadata"]["ipy_responses_ws"]["transport"] == "ws"
+
+
+def test_panel_reset_and_close_buttons_and_the_toggle_after_close(kernel: Kernel) -> None:
+    kernel.execute("%responses reset")
+    kernel.execute("%%respond\nRemember the panel")
+    panel = kernel.execute("%responses")
+    buttons = {
+        m["content"]["data"]["state"]["description"]: m["content"]["comm_id"]
+        for m in panel.comm_opens("ButtonModel")
+    }
+    toggle = panel.comm_opens("ToggleButtonsModel")[0]["content"]["comm_id"]
+    kernel.click(buttons["Reset"])
+    ex = kernel.execute("%%respond\nAfter the Reset button")
+    assert frozen(ex)["data"]["text/plain"] == reply_for(["After the Reset button"])
+    kernel.click(buttons["Close"])
+    # A click on "SSE" as JupyterLab sends it; the toggle drives the session that replaced the closed one.
+    kernel.send_comm(toggle, {"method": "update", "state": {"index": 1}, "buffer_paths": []})
+    ex = kernel.execute("%%respond -o after_close\nAfter the Close button")
+    meta = frozen(ex)["metadata"]["ipy_responses_ws"]
+    assert meta["transport"] == "sse" and meta["status"] == "completed"
+    # Close keeps the conversation: the next turn still knows the previous one.
+    assert frozen(ex)["data"]["text/plain"] == reply_for(["After the Reset button", "After the Close button"])
+    kernel.execute("%responses transport ws")
 
 
 def test_per_cell_transport_does_not_change_the_default(kernel: Kernel) -> None:

@@ -363,3 +363,13 @@ def test_control_panel_shows_chain_and_connections_and_its_buttons_work(comms: l
 def test_status_html_escapes_and_handles_empty_status() -> None:
     html = status_html({"chains": {"<b>x</b>": {"turns": 0}}, "connections": []})
     assert "&lt;b&gt;x&lt;/b&gt;" in html and "no open connection" in html
+
+
+def test_toggle_accepts_a_value_update_as_well_as_an_index_update(comms: list) -> None:
+    session = FakeSession()
+    toggle = TransportToggle(session)
+    toggle.widget.set_state({"value": "sse"})  # what {"method": "update", "state": {"value": "sse"}} does
+    assert session.transport == "sse" and toggle.widget.index == 1
+    toggle.widget.set_state({"index": 0})  # what a click in JupyterLab sends
+    assert session.transport == "ws"
+    toggle.close()
