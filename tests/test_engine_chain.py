@@ -342,3 +342,22 @@ def test_reasoning_summary_and_chain_with_reasoning_items(emu, transport, store)
         assert r2.usage["output_tokens_details"]["reasoning_tokens"] > 0
     finally:
         s.close()
+
+
+@pytest.mark.parametrize("store", [True, False])
+def test_cancel_mid_stream_over_sse(slow_emu, store):
+    s = new_session(slow_emu, transport="sse", store=store)
+    try:
+        s.respond("before")
+        h = s.start("interrupted")
+        while True:
+            item = h.get(timeout=5)
+            assert item is not None
+            if isinstance(item, ServerEvent) and item.type == "response.output_text.delta":
+                break
+        assert h.cancel(wait=1.0) and h.result().status == "cancelled"
+        r = s.respond("after")
+        assert r.text == slow(["before", "after"])
+        assert r.resent_transcript == (not store)
+    finally:
+        s.close()
