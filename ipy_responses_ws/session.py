@@ -674,6 +674,9 @@ class ResponsesSession:
                 force_full=force_full,
             )
             plans.append(plan)
+            # the request goes out now: even if the turn fails later, this transport carried it
+            result.transport = info.transport
+            result.connection_id = info.connection_id
             if plan.full_resend:
                 result.resent_transcript = True
                 if not force_full:

@@ -170,6 +170,7 @@ def test_drop_mid_stream(session, emu, transport):
     emu.add_fault(Fault("drop", after=6, transport=transport))
     r = session.respond("dropped", transport=transport)
     assert r.status == "failed" and isinstance(r.error, ConnectionClosedError)
+    assert r.transport == transport  # it was sent, so the result names the transport that carried it
     assert r.error.received_any and r.text  # partial text kept for display
     assert reply_for(["base", "dropped"]).startswith(r.text)
     assert session.chain().turns == 1
