@@ -159,6 +159,8 @@ async def echo_server():
                     )
                 )
             elif mode["ws"] == "custom":
+                await ws.send_str("")  # an empty keep-alive frame: skipped, not an error
+                await ws.send_str(" \n")
                 await ws.send_str(json.dumps({"type": "codex.rate_limits", "primary": {"used_percent": 5}}))
                 await ws.send_str(
                     json.dumps(
@@ -222,7 +224,7 @@ async def test_echoed_key_is_redacted_everywhere(echo_server):
         await s.aclose()
 
 
-async def test_unknown_event_types_pass_through(echo_server):
+async def test_unknown_event_types_and_empty_frames_pass(echo_server):
     base, mode = echo_server
     mode["ws"] = "custom"
     s = ResponsesSession(base_url=base, api_key=KEY)

@@ -119,6 +119,8 @@ class LaneConnection:
                     try:
                         ev = parse_event(msg.data)
                     except ProtocolError as exc:
+                        if not msg.data.strip():
+                            continue  # empty keep-alive frame
                         self._fail(exc)
                         return
                     self._route(ev)

@@ -365,7 +365,12 @@ class WSPool:
                     msg = await ws.receive()
                     mtype = msg.type
                     if mtype is _TEXT:
-                        ev = parse_event(msg.data)
+                        try:
+                            ev = parse_event(msg.data)
+                        except ProtocolError:
+                            if not msg.data.strip():
+                                continue  # empty keep-alive frame (some gateways send them; docker-agent#2300)
+                            raise
                         now = loop.time()
                         if not received or deadline - now < idle - slack:
                             received = True
