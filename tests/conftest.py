@@ -12,7 +12,13 @@ import pytest
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Slow soak tests run only when asked for (``-m slow`` or ``IPY_RWS_SLOW=1``)."""
+    """Browser tests run last; slow soak tests run only when asked for (``-m slow`` or ``IPY_RWS_SLOW=1``).
+
+    Playwright's sync API keeps an event loop running on the main thread while it is alive, and
+    pytest-asyncio refuses to start a test loop inside a running one; running the browser tests last
+    keeps them from poisoning the async tests collected after them.
+    """
+    items.sort(key=lambda item: "browser" in item.keywords)  # stable: keeps the order within each group
     if os.environ.get("IPY_RWS_SLOW") == "1" or "slow" in (config.getoption("-m") or ""):
         return
     skip_slow = pytest.mark.skip(reason="slow soak test: run with -m slow or IPY_RWS_SLOW=1")
