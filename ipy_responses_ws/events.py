@@ -25,6 +25,7 @@ __all__ = [
     "error_from_event",
     "TERMINAL_TYPES",
     "NOTICE_KINDS",
+    "from_legacy_done",
 ]
 
 # A stream ends at exactly one of these (PROTOCOL.md §2.7). ``response.done`` is the obsolete v1 terminal
@@ -125,6 +126,18 @@ def parse_event(payload: str | bytes | bytearray | dict[str, Any]) -> ServerEven
     if type(etype) is not str:
         raise ProtocolError(f"The server sent an event without a string 'type': {_preview(payload)}")
     return ServerEvent(etype, data)
+
+
+def from_legacy_done(ev: ServerEvent) -> ServerEvent | None:
+    """Map the obsolete v1 terminal ``response.done`` (§1.2, §7.10) to the current terminal event.
+
+    Returns ``response.completed`` / ``incomplete`` / ``failed`` chosen by ``response.status``, or None when
+    the status says nothing usable (the stream then ends with a clear "no terminal event" error).
+    """
+    status = (ev.response or {}).get("status")
+    if status in ("completed", "incomplete", "failed"):
+        return ServerEvent(f"response.{status}", {**ev.data, "type": f"response.{status}"})
+    return None
 
 
 def _preview(payload: Any, limit: int = 120) -> str:

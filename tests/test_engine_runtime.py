@@ -181,6 +181,26 @@ async def echo_server():
                         }
                     )
                 )
+            elif mode["ws"] == "v1":  # the obsolete v1 terminal (PROTOCOL.md §1.2)
+                await ws.send_str(json.dumps({"type": "response.output_text.delta", "delta": "old"}))
+                await ws.send_str(
+                    json.dumps(
+                        {
+                            "type": "response.done",
+                            "response": {
+                                "id": "resp_v1",
+                                "status": "completed",
+                                "output": [
+                                    {
+                                        "type": "message",
+                                        "role": "assistant",
+                                        "content": [{"type": "output_text", "text": "old"}],
+                                    }
+                                ],
+                            },
+                        }
+                    )
+                )
             elif mode["ws"] == "close_reason":
                 await ws.close(code=1011, message=f"bye {auth}".encode())
                 break
@@ -299,5 +319,19 @@ async def test_heartbeat_retires_a_dead_idle_connection(silent_server):
         state["serve_first"] = True
         assert (await s.arespond("two")).ok  # a fresh connection, no error shown to the user
         assert s.status()["handshakes"] == handshakes + 1
+    finally:
+        await s.aclose()
+
+
+async def test_legacy_response_done_ends_the_turn(echo_server):
+    base, mode = echo_server
+    mode["ws"] = "v1"
+    s = ResponsesSession(base_url=base, api_key=KEY, first_event_timeout=5, idle_timeout=5)
+    try:
+        t0 = time.perf_counter()
+        r = await s.arespond("hi", transport="ws")
+        assert r.ok and r.text == "old" and r.response_id == "resp_v1"
+        assert time.perf_counter() - t0 < 3  # ended at response.done, not at the idle timeout
+        assert s.chain().previous_response_id == "resp_v1"
     finally:
         await s.aclose()

@@ -41,7 +41,7 @@ from ..errors import (
     StreamTimeoutError,
     api_error_from_status,
 )
-from ..events import Notice, ServerEvent, error_from_event, parse_event
+from ..events import Notice, ServerEvent, error_from_event, from_legacy_done, parse_event
 from . import ConnectionInfo, Emit, MakeRequest, Outcome
 from .ws import open_websocket
 
@@ -148,7 +148,9 @@ class LaneConnection:
             etype = ev.type
             if etype == "response.created":
                 lane.skip_started = True
-            elif etype in _TERMINAL or (etype == "error" and not lane.skip_started):
+            elif (
+                etype in _TERMINAL or etype == "response.done" or (etype == "error" and not lane.skip_started)
+            ):
                 lane.skip -= 1
                 lane.skip_started = False
             return
@@ -298,6 +300,8 @@ class LanePool:
                         raise _LaneEnded(error_from_event(ev))
                     if ev.type == "response.created":
                         started = True
+                    elif ev.type == "response.done":
+                        ev = from_legacy_done(ev) or ev
                     emit(ev)
                     if ev.type in _TERMINAL:
                         return ev, error_event, True

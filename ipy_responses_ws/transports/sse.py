@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 import aiohttp
 
 from ..errors import ConnectError, ConnectionClosedError, ProtocolError, StreamTimeoutError
-from ..events import Notice, ServerEvent, error_from_event, error_from_http, parse_event
+from ..events import Notice, ServerEvent, error_from_event, error_from_http, from_legacy_done, parse_event
 from ..sse import SSEDecoder
 from . import ConnectionInfo, Emit, MakeRequest, Outcome
 
@@ -117,6 +117,8 @@ class SSETransport:
                                 if error_event is None:
                                     error_event = ev
                                 continue
+                            if ev.type == "response.done":
+                                ev = from_legacy_done(ev) or ev
                             emit(ev)
                             if ev.type in _TERMINAL:
                                 return Outcome(

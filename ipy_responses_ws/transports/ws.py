@@ -44,7 +44,7 @@ from ..errors import (
     StreamTimeoutError,
     api_error_from_status,
 )
-from ..events import Notice, ServerEvent, error_from_event, parse_event
+from ..events import Notice, ServerEvent, error_from_event, from_legacy_done, parse_event
 from . import ConnectionInfo, Emit, MakeRequest, Outcome
 
 if TYPE_CHECKING:
@@ -389,6 +389,9 @@ class WSPool:
                             raise err  # request-level: no response.created, nothing else will come
                         if etype == "response.created":
                             started = True
+                        elif etype == "response.done":
+                            ev = from_legacy_done(ev) or ev
+                            etype = ev.type
                         emit(ev)
                         if etype in _TERMINAL:
                             return ev, error_event
