@@ -28,9 +28,8 @@ __all__ = [
     "from_legacy_done",
 ]
 
-# A stream ends at exactly one of these (PROTOCOL.md §2.7). ``response.done`` is the obsolete v1 terminal
-# (§1.2, §7.10); it is not in this set on purpose: the event passes through as unknown, and the stream
-# then fails with a clear "no terminal event" error instead of guessing its status.
+# A stream ends at exactly one of these (PROTOCOL.md §2.7). The obsolete v1 terminal ``response.done``
+# (§1.2, §7.10) is not in this set: the transports map it with :func:`from_legacy_done`, by its status.
 TERMINAL_TYPES = frozenset({"response.completed", "response.incomplete", "response.failed"})
 
 NOTICE_KINDS = frozenset({"connecting", "connected", "fallback", "retry", "resend", "reconnect"})
