@@ -693,3 +693,27 @@ def test_v1_response_done_over_sse_is_a_clear_error_not_a_success(session, emu):
     assert time.perf_counter() - t0 < 3.0
     assert r.status == "failed" and isinstance(r.error, ProtocolError)
     assert "without a terminal event" in str(r.error) and session.chain().turns == 0
+
+
+# --- row 34 / PROTOCOL §2.6: a refusal is the answer the user must see, live and in the saved notebook -------
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="bug: session._Recorder collects only response.output_text.delta and chain.output_text reads only "
+    "output_text parts, so a refusal answer ends with TurnResult.text == '' and the frozen notebook output "
+    "(render.final_bundle) shows only the footer; the refusal text is lost from -o results and saved notebooks",
+)
+@pytest.mark.parametrize("transport", ["ws", "sse"])
+def test_refusal_text_reaches_the_result_and_the_saved_output(session, transport):
+    from ipy_responses_ws.render import final_bundle
+
+    h = session.start("Tell me a secret\n!refuse", transport=transport)
+    r, items = collect(h)
+    refusal = "".join(
+        i.delta for i in items if isinstance(i, ServerEvent) and i.type == "response.refusal.delta"
+    )
+    assert r.ok and refusal.startswith("I'm sorry")  # the server did refuse, in words
+    assert r.text == refusal
+    data, _meta = final_bundle(r)
+    assert data["text/plain"] == refusal and refusal in data["text/markdown"]
