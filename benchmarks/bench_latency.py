@@ -106,9 +106,12 @@ def run_profile(profile: Profile) -> dict[str, Any]:
                         if t.error is not None:
                             continue
                         try:
-                            t.samples[(rnd, turn)] = t.contender.turn(
-                                f"Turn {turn + 1}: tell me something new."
-                            )
+                            # Client CPU (all threads of this process; the emulator is another process) is
+                            # much less sensitive to a busy machine than wall time.
+                            c0 = time.process_time()
+                            sample = t.contender.turn(f"Turn {turn + 1}: tell me something new.")
+                            sample.cpu = time.process_time() - c0
+                            t.samples[(rnd, turn)] = sample
                         except Exception:
                             _fail(t, f"round {rnd} turn {turn}")
         finally:
@@ -127,8 +130,10 @@ def summarise(profile: Profile, tracks: dict[str, Track], wall: float) -> dict[s
         track = tracks.get(name)
         ms = [s.seconds * 1000 for s in track.samples.values()] if track else []
         ttfts = [s.ttft * 1000 for s in track.samples.values() if s.ttft is not None] if track else []
+        cpu = [s.cpu * 1000 for s in track.samples.values() if s.cpu is not None] if track else []
         per[name] = {
             "n": len(ms),
+            "cpu_median_ms": finite_or_none(median(cpu)),
             "median_ms": finite_or_none(median(ms)),
             "p90_ms": finite_or_none(p90(ms)),
             "ttft_median_ms": finite_or_none(median(ttfts)),
@@ -143,7 +148,13 @@ def summarise(profile: Profile, tracks: dict[str, Track], wall: float) -> dict[s
             if keys
             else []
         )
+        rc = (
+            pairwise_ratios([a.samples[k].cpu or 0.0 for k in keys], [b.samples[k].cpu or 0.0 for k in keys])
+            if a and b and keys
+            else []
+        )
         ratios[key] = {
+            "cpu_median": finite_or_none(median(rc)),
             "ours": ours,
             "theirs": theirs,
             "n": len(r),
@@ -194,9 +205,9 @@ def _preload() -> None:
     import ipy_responses_ws.session  # noqa: F401
 
 
-def run(quick: bool = False) -> dict[str, Any]:
+def run(quick: bool = False, only: str | None = None) -> dict[str, Any]:
     threading.Thread(target=_preload, name="preload", daemon=True).start()
-    return {p.name: run_profile(p) for p in profiles(quick)}
+    return {p.name: run_profile(p) for p in profiles(quick) if only in (None, p.name)}
 
 
 def render(result: dict[str, Any]) -> str:
@@ -211,15 +222,25 @@ def render(result: dict[str, Any]) -> str:
         )
         rows = []
         for cname, c in res["contenders"].items():
-            rows.append([cname, c["n"], c["median_ms"], c["p90_ms"], c["ttft_median_ms"], c["error"] or ""])
+            rows.append(
+                [cname, c["n"], c["median_ms"], c["p90_ms"], c["ttft_median_ms"], c.get("cpu_median_ms"),
+                 c["error"] or ""]
+            )  # fmt: skip
         out.append(
-            markdown_table(["client", "turns", "median ms", "p90 ms", "first delta ms", "error"], rows)
+            markdown_table(
+                ["client", "turns", "median ms", "p90 ms", "first delta ms", "client CPU ms/turn", "error"],
+                rows,
+            )
         )
         out.append("")
         rows = []
         for r in res["ratios"].values():
-            rows.append([f"{r['ours']} / {r['theirs']}", r["n"], r["median"], r["p90"]])
-        out.append(markdown_table(["pairwise ratio (ours/theirs)", "pairs", "median", "p90"], rows))
+            rows.append([f"{r['ours']} / {r['theirs']}", r["n"], r["median"], r["p90"], r.get("cpu_median")])
+        out.append(
+            markdown_table(
+                ["pairwise ratio (ours/theirs)", "pairs", "median", "p90", "client CPU ratio (median)"], rows
+            )
+        )
         out.append("")
         rows = [[t, "—" if ok is None else ("PASS" if ok else "FAIL")] for t, ok in res["targets"].items()]
         out.append(markdown_table(["target", "result"], rows))
@@ -231,8 +252,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="tiny sizes for the CI smoke run")
     parser.add_argument("--json", help="write the raw result here")
+    parser.add_argument("--profile", choices=["zero-delay", "realistic"], help="run only this profile")
     args = parser.parse_args()
-    result = run(args.quick)
+    result = run(args.quick, args.profile)
     print(render(result))
     if args.json:
         with open(args.json, "w") as fh:

@@ -33,6 +33,7 @@ class TurnSample:
     ttft: float | None
     text: str
     status: str
+    cpu: float | None = None  # client process CPU seconds for the turn, filled in by the driver
 
 
 class Contender(Protocol):

@@ -62,8 +62,8 @@ FAULTS: list[dict[str, Any]] = [
     {"kind": "error", "status": 500, "after": 0},
     {"kind": "error", "status": 500, "after": 8},
     {"kind": "failed", "after": 6},
-    {"kind": "stall", "after": 6, "seconds": 1.2},
-    {"kind": "stall", "after": 4, "seconds": 0.2},
+    {"kind": "stall", "after": 6, "seconds": 3.0},
+    {"kind": "stall", "after": 4, "seconds": 0.3},
     {"kind": "malformed", "variant": "json", "after": 6},
     {"kind": "malformed", "variant": "binary", "after": 5},
     {"kind": "malformed", "variant": "utf8", "after": 7},
@@ -72,7 +72,17 @@ FAULTS: list[dict[str, Any]] = [
     {"kind": "refuse_upgrade", "status": 503},
 ]
 
-SESSION_SETTINGS = {"connect_timeout": 3.0, "first_event_timeout": 5.0, "idle_timeout": 0.8, "heartbeat": 5.0}
+# Timeouts are generous next to loopback latencies but short next to the long stall (3 s), so a stall fault
+# times out while a CPU-starved machine (2 cores shared with other work) does not produce false timeouts.
+SESSION_SETTINGS = {
+    "connect_timeout": 5.0,
+    "first_event_timeout": 10.0,
+    "idle_timeout": 2.0,
+    "heartbeat": 5.0,
+}
+#: A cancel must be confirmed by the loop side within this long or the turn counts as stuck (a violation).
+#: DESIGN.md §2 waits ~1 s in the magic; slower confirmations are counted and reported, not failed.
+CANCEL_STUCK = 5.0
 
 
 # --- the child: emulator + a light control plane ---------------------------------------------------------
@@ -209,6 +219,7 @@ class SoakReport:
     faults_armed: int = 0
     faults_unfired: int = 0
     cancels_requested: int = 0
+    cancel_latencies: list[float] = field(default_factory=list)
     switches: int = 0
     max_client_ws: int = 0
     max_server_ws: int = 0
@@ -239,6 +250,12 @@ class SoakReport:
             ("recoveries", ", ".join(f"{k} {v}" for k, v in sorted(self.flags.items())) or "none"),
             ("faults armed / never fired", f"{self.faults_armed} / {self.faults_unfired}"),
             ("interrupts requested", str(self.cancels_requested)),
+            (
+                "cancel confirmed by the loop: p50 / max (> 1 s)",
+                f"{statistics.median(cl) * 1000:.0f} / {max(cl) * 1000:.0f} ms ({sum(c > 1 for c in cl)})"
+                if (cl := self.cancel_latencies)
+                else "n/a",
+            ),
             ("transport switches", str(self.switches)),
             (
                 "completed-turn latency p50 / p95",
@@ -285,6 +302,15 @@ class _Driver:
         with self.lock:
             self.report.violations.append(text)
 
+    def cancel(self, handle: Any, chain: str) -> None:
+        """Interrupt like the magic does (cancel, wait for the loop to confirm) and time the confirmation."""
+        t0 = time.perf_counter()
+        confirmed = handle.cancel(wait=CANCEL_STUCK)
+        with self.lock:
+            self.report.cancel_latencies.append(time.perf_counter() - t0)
+        if not confirmed:
+            self.violation(f"{chain}: cancel not confirmed within {CANCEL_STUCK:g} s (stuck)")
+
     def run_turn(self, prompt: str, chain: str, store: bool, rng: random.Random) -> tuple[Any, str]:
         """One turn, foreground or background at random, maybe interrupted; returns (result, streamed)."""
         cancel = rng.random() < self.args.cancel_rate
@@ -304,8 +330,7 @@ class _Driver:
                         deltas.append(d)
                         if cancel:
                             cancel = False
-                            if not handle.cancel(wait=1.0):
-                                self.violation(f"{chain}: cancel not confirmed within 1 s")
+                            self.cancel(handle, chain)
                 elif handle.done():
                     while (item := handle.get(timeout=0)) is not None:
                         d = getattr(item, "delta", None)
@@ -328,8 +353,8 @@ class _Driver:
 
             handle = self.session.start(prompt, chain=chain, store=store, on_event=on_event)
             handle.add_done_callback(lambda _r: done.set())
-            if cancel and saw_delta.wait(timeout) and not handle.cancel(wait=1.0):
-                self.violation(f"{chain}: cancel not confirmed within 1 s")
+            if cancel and saw_delta.wait(timeout):
+                self.cancel(handle, chain)
             if not done.wait(timeout):
                 handle.cancel(wait=1.0)
                 self.violation(f"{chain}: background turn hung (lost): {prompt!r}")

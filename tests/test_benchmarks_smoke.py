@@ -77,12 +77,13 @@ def test_latency_table_lists_all_five_clients_with_agreeing_chained_answers(quic
             assert stats["error"] is None, f"{profile}/{client}: {stats['error']}"
             assert stats["n"] == res["profile"]["rounds"] * res["profile"]["turns"]
             assert stats["median_ms"] > 0 and stats["p90_ms"] >= stats["median_ms"]
+            assert stats["cpu_median_ms"] > 0
         # Same prompts, deterministic emulator: a chain that lost previous_response_id answers differently.
         assert res["answer_mismatches"] == 0
         assert set(res["targets"]) == {
             "engine WS <= 1.25x floor", "engine WS <= SDK WS", "engine SSE <= SDK SSE", "engine WS < engine SSE"
         }  # fmt: skip
-    header = "| client | turns | median ms | p90 ms | first delta ms | error |"
+    header = "| client | turns | median ms | p90 ms | first delta ms | client CPU ms/turn | error |"
     assert markdown.count(header) == 2
     for client in CLIENTS:
         assert f"| {client} | " in markdown
