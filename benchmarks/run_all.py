@@ -108,6 +108,9 @@ def headline(results: dict[str, Any]) -> dict[str, Any]:
         "first_update_ms_median": _get(results, "kernel", "first_update", "first_update_ms_median"),
         "rss_growth_mb_1000_turns": _get(results, "kernel", "memory", "rss_growth_mb"),
         # Extra context for the figures above.
+        "ws_vs_floor_cpu_ratio": _get(lat, "ws_vs_floor_ratio", "cpu_median"),
+        "ws_vs_sdk_ws_cpu_ratio": _get(lat, "ws_vs_sdk_ws_ratio", "cpu_median"),
+        "sse_vs_sdk_sse_cpu_ratio": _get(lat, "sse_vs_sdk_sse_ratio", "cpu_median"),
         "realistic_ws_vs_floor_ratio": _get(real, "ws_vs_floor_ratio", "median"),
         "realistic_ws_vs_sdk_ws_ratio": _get(real, "ws_vs_sdk_ws_ratio", "median"),
         "realistic_sse_vs_sdk_sse_ratio": _get(real, "sse_vs_sdk_sse_ratio", "median"),
@@ -116,6 +119,7 @@ def headline(results: dict[str, Any]) -> dict[str, Any]:
         "iopub_largest_answer_bytes": largest["answer_bytes"] if largest else None,
         "iopub_fit_r2": _get(results, "kernel", "iopub", "fit_r2"),
         "memory_turns": _get(results, "kernel", "memory", "turns"),
+        "rss_growth_mb_second_half": _get(results, "kernel", "memory", "rss_growth_mb_second_half"),
         "background_vs_sequential_ratio": _get(
             results, "kernel", "concurrency", "background_vs_sequential_ratio"
         ),
