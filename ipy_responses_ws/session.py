@@ -433,6 +433,11 @@ class ResponsesSession:
 
     def respond(self, prompt: str, **kw: Any) -> TurnResult:
         """Run a turn and wait for its result. Ctrl-C cancels the turn (waits ~1 s) and re-raises."""
+        if self._runtime.in_loop_thread():
+            raise RuntimeError(
+                "respond() would block the I/O loop it waits for; from an on_event or done callback use "
+                "start() (or await arespond())."
+            )
         queue_events = kw.pop("_queue_events", False)
         handle = self.start(prompt, _queue_events=queue_events, **kw)
         try:
@@ -485,7 +490,7 @@ class ResponsesSession:
                 return None
 
         fut = self._runtime.submit(_go())
-        return fut.result(timeout) if wait else None
+        return fut.result(timeout) if wait and not self._runtime.in_loop_thread() else None
 
     def stop_all(self) -> int:
         """Cancel every in-flight turn of this session; returns how many were running."""

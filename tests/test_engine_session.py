@@ -259,3 +259,17 @@ def test_client_sockets_released_after_close(emu):
             break
         threading.Event().wait(0.05)
     assert sockets() <= before
+
+
+def test_respond_from_the_loop_thread_is_refused_not_deadlocked(session):
+    errors = []
+
+    def on_event(ev):
+        if getattr(ev, "type", "") == "response.completed":
+            try:
+                session.respond("nested")
+            except RuntimeError as exc:
+                errors.append(str(exc))
+
+    r = session.start("outer", on_event=on_event).result(timeout=5)
+    assert r.ok and errors and "start()" in errors[0]
