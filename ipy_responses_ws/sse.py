@@ -70,23 +70,25 @@ class SSEDecoder:
             self._bom_checked = True
             if buf.startswith(_BOM):
                 buf = buf[3:]
-        # bytes.splitlines splits on exactly \r, \n and \r\n (unlike str.splitlines) - the SSE line ends.
-        lines = buf.splitlines(keepends=True)
-        if not lines:
-            self._buf = b""
-            return []
-        last = lines[-1]
-        if last[-1:] not in (b"\n", b"\r"):
-            self._buf = last
-            lines.pop()
+        if b"\r" not in buf:
+            # Common case (OpenAI sends LF only): a plain split; the last piece is the unfinished line.
+            lines = buf.split(b"\n")
+            self._buf = lines.pop()
         else:
-            self._buf = b""
-            if last[-1:] == b"\r":
-                self._skip_lf = True
+            # bytes.splitlines splits on exactly \r, \n and \r\n (unlike str.splitlines): the SSE line ends.
+            lines = buf.splitlines(keepends=True)
+            last = lines[-1]
+            if last[-1:] not in (b"\n", b"\r"):
+                self._buf = last
+                lines.pop()
+            else:
+                self._buf = b""
+                if last[-1:] == b"\r":
+                    self._skip_lf = True
+            lines = [raw.rstrip(b"\r\n") for raw in lines]  # a line holds no CR/LF of its own
         out: list[SSEMessage] = []
         data = self._data
         for raw in lines:
-            raw = raw.rstrip(b"\r\n")  # a line holds no CR/LF of its own: this strips exactly its line end
             # Fast paths for the lines OpenAI sends (PROTOCOL.md §3); everything else takes the general path.
             if raw.startswith(b"data: "):
                 data.append(raw[6:].decode("utf-8", "replace"))

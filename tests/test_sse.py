@@ -108,3 +108,16 @@ def test_encode_roundtrip_with_random_chunks():
     msgs = decode(random_chunks(data, rng, 3))
     assert [(m.event, json.loads(m.data)) for m in msgs[:-1]] == EVENTS
     assert msgs[-1] == SSEMessage(None, "multi\nline", None, None)
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_mixed_line_endings_any_chunking(seed):
+    # Every line ends with a random one of CR, LF, CRLF; the result must not depend on where chunks split.
+    rng = random.Random(1000 + seed)
+    parts = []
+    for t, d in EVENTS:
+        for line in (": ping", f"event: {t}", f"data: {json.dumps(d, ensure_ascii=False)}", ""):
+            parts.append(line + rng.choice(["\r", "\n", "\r\n"]))
+    data = "".join(parts).encode()
+    msgs = decode(random_chunks(data, rng, max_size=rng.choice([1, 2, 5, 64])))
+    assert [(m.event, json.loads(m.data)) for m in msgs] == EVENTS
