@@ -693,3 +693,29 @@ def test_refusal_text_reaches_the_result_and_the_saved_output(session, transport
     assert r.text == refusal
     data, _meta = final_bundle(r)
     assert data["text/plain"] == refusal and refusal in data["text/markdown"]
+
+
+# --- §3.1 (livekit #5136): a tool round trip never resends the assistant's own function_call -----------------
+
+
+@pytest.mark.parametrize("transport", ["ws", "sse"])
+def test_tool_round_trip_keeps_each_call_and_output_once_on_the_server(session, emu, transport):
+    r1 = session.respond("please use get_weather for Rome", transport=transport, tools=[WEATHER_TOOL])
+    (call,) = r1.function_calls
+    r2 = session.respond(
+        "", transport=transport, tools=[WEATHER_TOOL], tool_outputs={call["call_id"]: "rainy, 14 C"}
+    )
+    assert r2.ok and r2.text == reply_for(
+        ["please use get_weather for Rome"], tool_results=[(call["call_id"], "rainy, 14 C")]
+    )
+    r3 = session.respond("and tomorrow?", transport=transport)
+    assert r3.text == reply_for(["please use get_weather for Rome", "and tomorrow?"])
+    items = emu.store.get(r3.response_id).items  # the conversation the server rebuilt (store=true)
+    calls = [it for it in items if it.get("type") == "function_call"]
+    outputs = [it for it in items if it.get("type") == "function_call_output"]
+    assert [c["call_id"] for c in calls] == [call["call_id"]]
+    assert [o["call_id"] for o in outputs] == [call["call_id"]]
+    assert messages(items, "user") == ["please use get_weather for Rome", "and tomorrow?"]
+    for frame in all_frames(emu)[-2:]:  # the by-id turns carry only new items
+        assert frame["previous_response_id"]
+        assert not [it for it in frame["input"] if it.get("type") == "function_call"]
