@@ -335,3 +335,30 @@ async def test_legacy_response_done_ends_the_turn(echo_server):
         assert s.chain().previous_response_id == "resp_v1"
     finally:
         await s.aclose()
+
+
+def test_runtime_close_is_idempotent_and_a_new_one_can_start():
+    # What %unload_ext / %reload_ext do: stop the loop thread; the next session starts exactly one new one.
+    with Emulator(api_key=KEY).run_in_thread() as emu:
+        rt1 = get_runtime()
+        s1 = ResponsesSession(base_url=emu.base_url, api_key=KEY)
+        assert s1.respond("before").ok
+        rt1.close()
+        rt1.close()
+        assert not rt1.thread.is_alive() and rt1.loop.is_closed()
+        (log,) = [c for c in emu.connections if c.transport == "ws"]
+        for _ in range(100):
+            if log.close_code is not None:
+                break
+            time.sleep(0.02)
+        assert log.close_code == 1000  # the runtime closed the session's socket normally
+        with pytest.raises(Exception, match="shut down"):
+            s1.start("after")
+        s1.close()  # still safe
+        s2 = ResponsesSession(base_url=emu.base_url, api_key=KEY)
+        try:
+            assert get_runtime() is not rt1
+            assert [t.name for t in threading.enumerate()].count(THREAD_NAME) == 1
+            assert s2.respond("after").text == reply_for(["after"])
+        finally:
+            s2.close()
