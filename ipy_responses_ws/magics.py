@@ -552,7 +552,7 @@ def _check_api_key(session: Any) -> None:
 
 def _pump(handle: Any, view: Any) -> None:
     """Move events from the handle into the view until the turn ends (main thread, foreground)."""
-    get, done, handle_item, flush = handle.get, handle.done, view.handle, view.flush
+    get, done, handle_item, flush, due = handle.get, handle.done, view.handle, view.flush, view.due
     while True:
         item = get(timeout=0.05)
         if item is None:
@@ -560,9 +560,14 @@ def _pump(handle: Any, view: Any) -> None:
                 break
         else:
             handle_item(item)
-            # Drain whatever else is queued before drawing: one update per tick, however fast events come.
+            # Drain what is queued before drawing (one update per tick however fast events come), but
+            # stop to draw when an update is due, so a flood of events still redraws 10+ times a second.
+            drained = 0
             while (item := get(timeout=0)) is not None:
                 handle_item(item)
+                drained += 1
+                if not drained & 127 and due():
+                    break
         flush()
 
 
@@ -608,7 +613,7 @@ def _plain(text: str) -> dict[str, str]:
 
 def _freeze(view: Any, display_handle: Any, result: Any) -> None:
     """Replace the live view by the plain bundle (DESIGN.md §5), then close its widgets."""
-    view.finish(result)
+    view.finish(result, draw=False)
     data, metadata = final_bundle(result, model=view.state.model)
     display_handle.update(data, metadata=metadata, raw=True)
     view.close()

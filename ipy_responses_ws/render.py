@@ -154,7 +154,8 @@ class BlockFreezer:
         self._parts: list[str] = []  # the whole answer, as fed (normalized newlines)
         self._pending_cr = False
         # The not yet frozen source: a carried prefix (a fence opener or table header) + unfrozen answer text.
-        self._src = ""
+        self._src_base = ""
+        self._src_more: list[str] = []  # deltas since the last join (feed() stays O(1) per delta)
         self._tail_cache: tuple[str, str] | None = None
         self.frozen_chunks = 0
         # Characters of finished blocks still in the tail after the last freeze() (not frozen yet).
@@ -172,6 +173,18 @@ class BlockFreezer:
         """The Markdown source the live widget shows (carried prefix included)."""
         return self._src
 
+    @property
+    def _src(self) -> str:
+        if self._src_more:
+            self._src_base += "".join(self._src_more)
+            self._src_more.clear()
+        return self._src_base
+
+    @_src.setter
+    def _src(self, value: str) -> None:
+        self._src_base = value
+        self._src_more.clear()
+
     def feed(self, delta: str) -> None:
         """Append a text delta."""
         if not delta:
@@ -183,9 +196,10 @@ class BlockFreezer:
             # A CR at the end might be the first half of a CRLF split across deltas.
             self._pending_cr = True
             delta = delta[:-1]
-        delta = _normalize_newlines(delta)
+        if "\r" in delta or "\x00" in delta:
+            delta = _normalize_newlines(delta)
         self._parts.append(delta)
-        self._src += delta
+        self._src_more.append(delta)
 
     def freeze(self, *, final: bool = False, split: bool = False) -> str | None:
         """Cut off the finished blocks; return their HTML (one chunk) or ``None`` if nothing is final yet.

@@ -56,10 +56,7 @@ _STATE_COLOURS = {
     "interrupted": "#b45309",
     "failed": "#b91c1c",
 }
-_BADGE_STYLE = (
-    "display:inline-block;padding:0 6px;border-radius:4px;font-weight:600;font-size:85%;"
-    "color:white;background:{bg};margin-right:6px"
-)
+_BADGE_STYLE = "padding:0 5px;border-radius:4px;font-weight:600;color:#fff;background:{bg};margin-right:6px"
 
 
 def close_widgets(items: Iterable[widgets.Widget]) -> None:
@@ -121,39 +118,36 @@ class ResponseView:
         self._shared_style = HTMLStyle()
         self._created: list[widgets.Widget] = []
 
-        self.status = self._html("", layout=widgets.Layout(margin="2px 0"))
-        self.stop_button = self._track(
-            widgets.Button(
-                description="Stop",
-                icon="stop",
-                button_style="warning",
-                layout=widgets.Layout(width="auto"),
-                disabled=not background,
-                tooltip=(
-                    "Stop this background response"
-                    if background
-                    else "This cell runs in the foreground: use the notebook's Interrupt (■) to stop it."
-                ),
-            )
-        )
-        self.stop_button.on_click(self._stop_clicked)
-        self.reasoning_html = self._html("")
-        self.reasoning = self._track(
-            widgets.Accordion(children=[self.reasoning_html], layout=widgets.Layout(display="none"))
-        )
-        self.reasoning.set_title(0, "Reasoning summary")
-        self.reasoning.selected_index = None
-        self.calls = self._html("", layout=widgets.Layout(display="none"))
-        self.live = self._html("", shared=True)
+        # Only what every turn needs is created up front (each widget costs a comm_open and a comm_close on
+        # iopub); the reasoning accordion, the function calls and the error box appear when first needed.
+        self.status = self._html("")
+        self.live = self._html("")
         self._pages: list[widgets.VBox] = []
-        self.body = self._track(widgets.VBox([self.live], layout=widgets.Layout(margin="0")))
-        self.error = self._html("", layout=widgets.Layout(display="none"))
-        header = self._track(
-            widgets.HBox(
-                [self.status, self.stop_button], layout=widgets.Layout(align_items="center", grid_gap="8px")
+        self.body = self._track(widgets.VBox([self.live], layout=self._shared_layout))
+        self.stop_button: widgets.Button | None = None
+        self.reasoning: widgets.Accordion | None = None
+        self.reasoning_html: widgets.HTML | None = None
+        self.calls: widgets.HTML | None = None
+        self.error: widgets.HTML | None = None
+        header: widgets.Widget = self.status
+        if background:
+            # A background cell cannot be interrupted (DESIGN.md §2): it gets a Stop button. A foreground
+            # cell has none; its status line says to use Interrupt instead.
+            self.stop_button = self._track(
+                widgets.Button(
+                    description="Stop",
+                    icon="stop",
+                    button_style="warning",
+                    tooltip="Stop this background response",
+                    layout=widgets.Layout(width="auto"),
+                )
             )
-        )
-        self.widget = self._track(widgets.VBox([header, self.reasoning, self.calls, self.body, self.error]))
+            self.stop_button.on_click(self._stop_clicked)
+            header = self._track(
+                widgets.HBox([self.status, self.stop_button], layout=widgets.Layout(align_items="center"))
+            )
+        self._header = header
+        self.widget = self._track(widgets.VBox([header, self.body], layout=self._shared_layout))
         self._write_status(force=True)
 
     # -- construction helpers ------------------------------------------------------------------------------
@@ -162,14 +156,15 @@ class ResponseView:
         self._created.append(w)
         return w
 
-    def _html(
-        self, value: str, *, layout: widgets.Layout | None = None, shared: bool = False
-    ) -> widgets.HTML:
-        if shared or layout is None:
-            w = widgets.HTML(value, layout=self._shared_layout, style=self._shared_style)
-        else:
-            w = widgets.HTML(value, layout=layout, style=self._shared_style)
-        return self._track(w)
+    def _html(self, value: str) -> widgets.HTML:
+        return self._track(widgets.HTML(value, layout=self._shared_layout, style=self._shared_style))
+
+    def _show(self, w: widgets.Widget, *, before_body: bool) -> None:
+        """Insert a lazily created part above (or below) the answer."""
+        children = list(self.widget.children)
+        index = children.index(self.body)
+        children.insert(index if before_body else index + 1, w)
+        self.widget.children = tuple(children)
 
     # -- feeding ----------------------------------------------------------------------------------------------
 
@@ -177,6 +172,10 @@ class ResponseView:
         """Fold one event/notice into the view's state (no widget writes); return the text it added."""
         with self._lock:
             return self.state.apply(item)
+
+    def due(self) -> bool:
+        """True when the next :meth:`flush` would write (the coalescing interval has passed)."""
+        return self._clock.due()
 
     def flush(self, *, force: bool = False) -> bool:
         """Write pending changes to the widgets if an update is due (or ``force``). True if it wrote."""
@@ -191,9 +190,18 @@ class ResponseView:
             wrote |= self._write_status(force=force)
             return wrote
 
-    def finish(self, result: Any) -> None:
-        """Show how the turn ended (freezes the rest of the answer, final status, error in words)."""
+    def finish(self, result: Any, *, draw: bool = True) -> None:
+        """Show how the turn ended (freezes the rest of the answer, final status, error in words).
+
+        ``draw=False`` only records the end (and disables Stop): for a view that is replaced by its final
+        bundle right away, drawing the last state would be iopub traffic nobody sees.
+        """
         if self.closed:
+            return
+        if not draw:
+            with self._lock:
+                self.state.finish(result)
+                self.finished = True
             return
         with self._lock:
             self.state.finish(result)
@@ -208,13 +216,16 @@ class ResponseView:
             self._write_body(final=True)
             self._write_extras()
             if self.state.error:
+                if self.error is None:
+                    self.error = self._html("")
+                    self._show(self.error, before_body=False)
                 self.error.value = (
                     '<div style="color:#b91c1c;white-space:pre-wrap"><b>Error:</b> '
                     f"{html.escape(self.state.error)}</div>"
                 )
-                self.error.layout.display = ""
-            self.stop_button.disabled = True
-            self.stop_button.layout.display = "none"
+            if self.stop_button is not None:
+                self.stop_button.disabled = True
+                self.stop_button.layout.display = "none"
             self.finished = True
             self._write_status(force=True)
 
@@ -259,7 +270,7 @@ class ResponseView:
         return True
 
     def _append_chunk(self, chunk_html: str) -> None:
-        child = self._html(chunk_html, shared=True)
+        child = self._html(chunk_html)
         if self._pages and len(self._pages[-1].children) < PAGE_SIZE:
             page = self._pages[-1]
             page.children = (*page.children, child)
@@ -272,16 +283,24 @@ class ResponseView:
         wrote = False
         reasoning = self.state.reasoning_text
         if reasoning != self._reasoning_written:
+            if self.reasoning is None:
+                self.reasoning_html = self._html("")
+                self.reasoning = self._track(
+                    widgets.Accordion(children=[self.reasoning_html], layout=self._shared_layout)
+                )
+                self.reasoning.set_title(0, "Reasoning summary")
+                self.reasoning.selected_index = None  # collapsed
+                self._show(self.reasoning, before_body=True)
+            assert self.reasoning_html is not None
             self.reasoning_html.value = render_markdown(reasoning)
-            if self._reasoning_written == "":
-                self.reasoning.layout.display = ""
             self._reasoning_written = reasoning
             wrote = True
         calls = _calls_html(self.state.calls)
         if calls != self._calls_written:
+            if self.calls is None:
+                self.calls = self._html("")
+                self._show(self.calls, before_body=True)
             self.calls.value = calls
-            if self._calls_written == "":
-                self.calls.layout.display = ""
             self._calls_written = calls
             wrote = True
         return wrote
@@ -300,21 +319,18 @@ class ResponseView:
     def _status_html(self) -> str:
         st = self.state
         colour = _STATE_COLOURS.get(st.state, "#6b7280")
-        badge_bg = "#7c3aed" if (st.transport or "").lower() == "ws" else "#0e7490"
-        if not st.transport:
-            badge_bg = "#9ca3af"
+        badge_bg = {"ws": "#7c3aed", "sse": "#0e7490"}.get((st.transport or "").lower(), "#9ca3af")
         badge = f'<span style="{_BADGE_STYLE.format(bg=badge_bg)}">{html.escape(st.transport_badge())}</span>'
-        state = f'<b style="color:{colour}">{html.escape(st.state)}</b>'
-        rest = [html.escape(p) for p in st.status_parts()[1:]]
+        parts = [f'<b style="color:{colour}">{html.escape(st.state)}</b>']
+        parts += [html.escape(p) for p in st.status_parts()[1:]]
         if st.state in ("streaming", "waiting", "connecting") and not self.background:
-            rest.append("Interrupt ■ to stop")
+            parts.append("Interrupt ■ to stop")
         notes = ""
         if st.notes:
             notes = f' <span style="color:#b45309">({html.escape("; ".join(st.notes))})</span>'
-        sep = ' <span style="color:#9ca3af">·</span> '
+        # Compact on purpose: the status line is re-sent on every status update.
         return (
-            f'<div style="font-family:var(--jp-ui-font-family,sans-serif);font-size:85%;color:#4b5563">'
-            f"{badge}{sep.join([state, *rest])}{notes}</div>"
+            f'<div style="margin:2px 0;font-size:85%;color:#4b5563">{badge}{" · ".join(parts)}{notes}</div>'
         )
 
     # -- stop ------------------------------------------------------------------------------------------------

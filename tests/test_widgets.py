@@ -156,7 +156,7 @@ def test_fallback_is_visible_in_the_badge(comms: list) -> None:
 
 def test_reasoning_summary_is_collapsible_and_function_calls_are_readable(comms: list) -> None:
     view = ResponseView(transport="sse")
-    assert view.reasoning.layout.display == "none"
+    assert view.reasoning is None and view.calls is None  # created only when needed
     view.handle(ServerEvent("response.reasoning_summary_part.added", {"summary_index": 0}))
     view.handle(ServerEvent("response.reasoning_summary_text.delta", {"delta": "**Planning** the answer"}))
     view.handle(
@@ -172,7 +172,9 @@ def test_reasoning_summary_is_collapsible_and_function_calls_are_readable(comms:
         ServerEvent("response.function_call_arguments.delta", {"item_id": "fc_1", "delta": '"Paris"}'})
     )
     view.flush(force=True)
-    assert view.reasoning.layout.display == "" and view.reasoning.selected_index is None  # shown, collapsed
+    assert view.reasoning in view.widget.children and view.reasoning.selected_index is None  # shown, collapsed
+    children = list(view.widget.children)
+    assert children.index(view.reasoning) < children.index(view.calls) < children.index(view.body)
     assert view.reasoning.get_title(0) == "Reasoning summary"
     assert "<strong>Planning</strong>" in view.reasoning_html.value
     assert "get_weather" in view.calls.value and "{&quot;city&quot;: &quot;Paris&quot;}" in view.calls.value
@@ -184,7 +186,7 @@ def test_errors_are_shown_in_plain_words(comms: list) -> None:
     view.handle(delta("partial answer"))
     err = RuntimeError("The connection closed unexpectedly (code 1006). Run the cell again.")
     view.finish(result("partial answer", status="failed", error=err))
-    assert view.error.layout.display == ""
+    assert list(view.widget.children).index(view.error) > list(view.widget.children).index(view.body)
     assert "The connection closed unexpectedly (code 1006). Run the cell again." in view.error.value
     assert "failed" in view.status.value
     assert "partial answer" in body_html(view)
@@ -204,7 +206,7 @@ def test_interrupted_view_keeps_partial_text_and_says_interrupted(comms: list) -
 
 def test_stop_button_is_disabled_in_foreground_and_works_in_background(comms: list) -> None:
     fg = ResponseView(transport="ws", background=False)
-    assert fg.stop_button.disabled and "Interrupt" in fg.stop_button.tooltip
+    assert fg.stop_button is None and "Interrupt ■ to stop" in fg.status.value
     stops: list[int] = []
     bg = ResponseView(transport="ws", background=True, on_stop=lambda: stops.append(1))
     assert not bg.stop_button.disabled
