@@ -640,6 +640,19 @@ class ResponsesSession:
             result.turn = self.chain(spec.chain).turns
             with self._inflight_lock:
                 self._inflight.discard(handle)
+            if log.isEnabledFor(logging.DEBUG):
+                log.debug(
+                    "turn %s#%d %s via %s in %.3f s (ttft %s, fallback %s, resent %s, error %s)",
+                    spec.chain,
+                    result.turn,
+                    result.status,
+                    result.transport,
+                    result.elapsed,
+                    f"{result.ttft:.3f}" if result.ttft is not None else "-",
+                    result.fallback_reason,
+                    result.resent_transcript,
+                    type(result.error).__name__ if result.error else None,
+                )
             handle._finish(result)
         return result
 
