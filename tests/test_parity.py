@@ -2,8 +2,9 @@
 
 Each test names the PRIOR-ART.md §4 checklist row(s) or §3 weakness it proves; docs/parity.md maps every
 row and weakness to its test. Everything runs against the real emulator on loopback through the public
-``ResponsesSession`` API, except where the emulator cannot produce the wire condition (an empty text frame),
-where a tiny inline aiohttp server on 127.0.0.1:0 stands in.
+``ResponsesSession`` API, except where the emulator cannot produce the wire condition (an empty text frame,
+an upgrade that is never answered), where a tiny inline server on 127.0.0.1:0 stands in. Open bugs are
+``xfail(strict=True)`` tests whose reason starts with "bug:"; see docs/parity.md for their status.
 
 What "a user would notice" means here: the exact answer text (the emulator's answer quotes the
 conversation it reconstructed, so a duplicated or lost message changes it), the error class and its fields,
