@@ -101,6 +101,13 @@ class Settings:
         return dataclasses.replace(self, **changes)
 
     def _validate(self) -> None:
+        for name in ("store", "allow_insecure", "fallback_to_sse", "use_stream_lanes", "warmup"):
+            if not isinstance(getattr(self, name), bool):
+                raise ConfigError(f"{name} must be True or False, not {getattr(self, name)!r}.")
+        for name in ("base_url", "api_key", "organization", "project", "instructions"):
+            value = getattr(self, name)
+            if value is not None and not isinstance(value, str):
+                raise ConfigError(f"{name} must be a string or None, not {type(value).__name__}.")
         if self.transport not in _TRANSPORTS:
             raise ConfigError(f"transport must be 'ws' or 'sse', not {self.transport!r}.")
         for name in ("connect_timeout", "first_event_timeout", "idle_timeout", "max_connection_age"):

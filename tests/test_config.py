@@ -67,6 +67,10 @@ def test_with_changes_validates():
         {"reasoning_effort": "huge"},
         {"nope": 1},
         {"base_url": "ftp:/x"},
+        {"base_url": 8080},
+        {"store": "no"},
+        {"temperature": "hot"},
+        {"pool_size": "3"},
     ):
         with pytest.raises(ConfigError):
             s.with_changes(**bad)
