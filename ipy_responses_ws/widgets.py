@@ -106,6 +106,7 @@ class ResponseView:
         self.background = background
         self._written_version = -1
         self._status_written = ""
+        self._status_key: tuple[Any, ...] = ()
         self._tail_written = ""
         self._reasoning_written = ""
         self._calls_written = ""
@@ -306,8 +307,12 @@ class ResponseView:
         return wrote
 
     def _write_status(self, *, force: bool) -> bool:
-        if not force and not self._status_clock.due():
+        st = self.state
+        # Numbers (elapsed, tok/s) refresh every status_interval; a new state, badge or note at once.
+        key = (st.state, st.transport_badge(), len(st.notes), st.response_id)
+        if not force and key == self._status_key and not self._status_clock.due():
             return False
+        self._status_key = key
         self._status_clock.mark()
         value = self._status_html()
         if value == self._status_written:

@@ -212,6 +212,7 @@ def test_fallback_to_sse_is_shown(kernel: Kernel, emu: Emulator) -> None:
         "urllib.request.urlopen(req).read() and None"
     )
     assert ex.status == "ok", ex.error
+    pace(emu, words=300, token_rate=1500)  # long enough to watch the live status line
     ex = kernel.execute("%%respond -o fb\nFall back please")
     content = frozen(ex)
     assert content["metadata"]["ipy_responses_ws"]["transport"] == "sse"
