@@ -819,3 +819,30 @@ def test_several_message_items_stay_separate_paragraphs(session, emu):
         live.apply(item)
     assert r.ok and "First paragraph." in r.text and "Second paragraph." in r.text
     assert r.text == live.freezer.text  # the saved answer reads like the one the user watched
+
+
+# --- §3.4 / §5 Stop: stopping from code that runs on the I/O loop (an on_event or done callback) --------------
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="bug (minor): ResponsesSession.stop_all() called on the I/O loop thread (from an on_event callback) "
+    "blocks that loop in TurnHandle._done.wait(1.0) for every in-flight turn; the turns can only end on that "
+    "loop, so every stream of the process freezes for 1 s per turn. On the loop thread it should not wait",
+)
+def test_stop_all_from_an_event_callback_does_not_freeze_the_loop(slow_emu):
+    s = new_session(slow_emu)
+    took: list[float] = []
+
+    def on_event(item: Any) -> None:
+        if getattr(item, "type", "") == "response.output_text.delta" and not took:
+            t0 = time.perf_counter()
+            s.stop_all()
+            took.append(time.perf_counter() - t0)
+
+    try:
+        r = s.start("stop me from the callback", on_event=on_event).result(timeout=10)
+        assert r.status == "cancelled" and r.error is None
+        assert took[0] < 0.25
+    finally:
+        s.close()
