@@ -846,3 +846,17 @@ def test_stop_all_from_an_event_callback_does_not_freeze_the_loop(slow_emu):
         assert took[0] < 0.25
     finally:
         s.close()
+
+
+# --- §3.3 / §3.6: the defaults keep every wait bounded and rotate before the server's 60-minute cap ----------
+
+
+def test_defaults_bound_every_wait_and_rotate_before_the_cap():
+    from ipy_responses_ws.config import Settings
+
+    d = Settings()
+    assert d.max_connection_age <= 3600 - 60  # livekit's 3600 s equals the cap; ours leaves a margin
+    for name in ("connect_timeout", "first_event_timeout", "idle_timeout"):
+        assert 0 < getattr(d, name) <= 600, name  # nothing can hang a cell for ever
+    assert d.heartbeat is not None and d.heartbeat < d.idle_timeout  # a dead peer is noticed mid-turn
+    assert d.fallback_to_sse and d.transport == "ws" and d.store is True
