@@ -287,10 +287,13 @@ class ResponseView:
             if self.reasoning is None:
                 self.reasoning_html = self._html("")
                 self.reasoning = self._track(
-                    widgets.Accordion(children=[self.reasoning_html], layout=self._shared_layout)
+                    widgets.Accordion(
+                        children=[self.reasoning_html],
+                        titles=("Reasoning summary",),
+                        selected_index=None,  # collapsed
+                        layout=self._shared_layout,
+                    )
                 )
-                self.reasoning.set_title(0, "Reasoning summary")
-                self.reasoning.selected_index = None  # collapsed
                 self._show(self.reasoning, before_body=True)
             assert self.reasoning_html is not None
             self.reasoning_html.value = render_markdown(reasoning)

@@ -214,6 +214,7 @@ class Kernel:
                 msg = self.kc.get_iopub_msg(timeout=min(remaining, 0.5))
             except Exception:  # queue.Empty
                 continue
+            msg["_t"] = time.monotonic()  # arrival time (tests compare it with the execute reply)
             self.all_messages.append(msg)
             parent = msg["parent_header"].get("msg_id") or ""
             ex = self._execution(parent)

@@ -97,6 +97,13 @@ def test_answer_streams_into_widgets_then_freezes_to_markdown(kernel: Kernel, em
     assert any("<h2>Turn 1: Hello kernel</h2>" in v for v in values)
     kinds = [m["msg_type"] for m in ex.messages]
     assert kinds.index("comm_msg") < kinds.index("update_display_data")
+    # ... and it arrived while the cell was still running, well before the execute reply.
+    first_text = next(
+        m["_t"]
+        for m in ex.messages
+        if m["msg_type"] == "comm_msg" and "Hello kernel" in json.dumps(m["content"])
+    )
+    assert ex.reply_at - first_text > 0.2
 
     # Frozen: a plain bundle with the exact answer and metadata, no widget left behind.
     content = frozen(ex)
@@ -219,6 +226,29 @@ def test_fallback_to_sse_is_shown(kernel: Kernel, emu: Emulator) -> None:
     assert content["metadata"]["ipy_responses_ws"]["fallback_reason"]
     assert "SSE (fell back from WS)" in content["data"]["text/markdown"]
     assert any("fell back" in v for v in live_values(ex))
+    # The session remembers a 426 for a while; choosing WebSocket again clears that.
+    kernel.execute("%responses transport ws")
+    ex = kernel.execute("%%respond\nBack to WebSocket")
+    assert frozen(ex)["metadata"]["ipy_responses_ws"]["transport"] == "ws"
+
+
+def test_reasoning_summary_streams_into_a_collapsed_accordion(kernel: Kernel, emu: Emulator) -> None:
+    pace(emu, words=300, token_rate=1500)
+    ex = kernel.execute("%%respond --new --reasoning-summary auto -o thought\nThink first")
+    accordions = ex.comm_opens("AccordionModel")
+    assert len(accordions) == 1
+    assert accordions[0]["content"]["data"]["state"]["titles"] == ["Reasoning summary"]
+    assert accordions[0]["content"]["data"]["state"]["selected_index"] is None  # collapsed
+    assert any("Planning turn 1" in v for v in live_values(ex))
+    assert "Planning turn 1" in ns(kernel, "thought.reasoning_summary")
+
+
+def test_truncated_answer_says_incomplete(kernel: Kernel) -> None:
+    ex = kernel.execute("%%respond --new --max-output-tokens 16 -o short\nA long story please")
+    content = frozen(ex)
+    assert content["metadata"]["ipy_responses_ws"]["status"] == "incomplete"
+    assert "incomplete (max\\_output\\_tokens)" in content["data"]["text/markdown"]  # escaped Markdown
+    assert ns(kernel, "short.status") == "incomplete"
 
 
 # -- errors -----------------------------------------------------------------------------------------------
