@@ -38,11 +38,11 @@ _json_loads = json.loads
 # The C scanner behind json.loads, called directly: json.loads(bytes) spends most of its time in pure-Python
 # encoding detection and two whitespace regex matches per call. Same decoder, same results; anything
 # unusual (leading whitespace, trailing data, errors) falls back to json.loads for its exact behaviour.
-_scan_once = json.JSONDecoder().scan_once
+_scan_once = json.JSONDecoder().scan_once  # type: ignore[attr-defined]  # set in __init__, not in typeshed
 
 
 def _loads(payload: str | bytes | bytearray) -> Any:
-    text = payload if payload.__class__ is str else bytes(payload).decode("utf-8")
+    text = payload if isinstance(payload, str) else bytes(payload).decode("utf-8")
     try:
         obj, end = _scan_once(text, 0)
     except StopIteration:
@@ -199,7 +199,8 @@ def error_from_http(status: int, body: bytes | str, headers: Any = None) -> APIE
     try:
         parsed = _json_loads(body) if body else None
         if isinstance(parsed, dict):
-            err = parsed.get("error") if isinstance(parsed.get("error"), dict) else parsed
+            inner = parsed.get("error")
+            err = inner if isinstance(inner, dict) else parsed
     except (ValueError, TypeError):
         text = body.decode("utf-8", "replace") if isinstance(body, bytes) else body
         err = {"message": text.strip()[:300] or None}

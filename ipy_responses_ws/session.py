@@ -428,7 +428,11 @@ class ResponsesSession:
                 self._inflight.discard(handle)
             raise
         handle._future = fut
-        fut.add_done_callback(lambda f, h=handle, sp=spec: self._cancelled_before_start(f, h, sp))
+
+        def _on_done(f: concurrent.futures.Future[Any]) -> None:
+            self._cancelled_before_start(f, handle, spec)
+
+        fut.add_done_callback(_on_done)
         return handle
 
     def respond(self, prompt: str, **kw: Any) -> TurnResult:

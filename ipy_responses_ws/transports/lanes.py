@@ -92,7 +92,7 @@ class _Lane:
 class LaneConnection:
     """One shared WebSocket with a reader task routing frames to lanes."""
 
-    def __init__(self, ws: aiohttp.ClientWebSocketResponse, created: float, target: int) -> None:
+    def __init__(self, ws: aiohttp.ClientWebSocketResponse[bool], created: float, target: int) -> None:
         self.id = f"lanes-{next(_ids)}"
         self.ws = ws
         self.created = created
@@ -444,7 +444,7 @@ class LanePool:
             await asyncio.wait(list(self._tasks), timeout=3.0)
 
 
-async def _close(ws: aiohttp.ClientWebSocketResponse) -> None:
+async def _close(ws: aiohttp.ClientWebSocketResponse[bool]) -> None:
     try:
         await ws.close(code=aiohttp.WSCloseCode.OK)
     except Exception as exc:  # best effort

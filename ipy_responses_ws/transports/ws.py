@@ -76,7 +76,7 @@ class WSConnection:
     __slots__ = ("id", "ws", "created", "turns", "busy", "affinity", "cached_response_id", "url", "target")
 
     def __init__(
-        self, ws: aiohttp.ClientWebSocketResponse, created: float, url: str, target: int = 0
+        self, ws: aiohttp.ClientWebSocketResponse[bool], created: float, url: str, target: int = 0
     ) -> None:
         self.id = f"ws-{next(_ids)}"
         self.ws = ws
@@ -413,7 +413,7 @@ class WSPool:
 
 async def open_websocket(
     http: aiohttp.ClientSession, url: str, headers: dict[str, str], settings: Settings
-) -> aiohttp.ClientWebSocketResponse:
+) -> aiohttp.ClientWebSocketResponse[bool]:
     """Open one WebSocket, mapping aiohttp's failures to the package's errors (the one place for it)."""
     try:
         async with asyncio.timeout(settings.connect_timeout):
