@@ -130,7 +130,8 @@ def assert_alive(kernel: Kernel) -> None:
 
 
 def test_hostile_answer_is_inert_in_the_live_view(kernel: Kernel) -> None:
-    ex = kernel.execute(f"%%respond --raw\n{HOSTILE}")
+    # A short stall mid-answer keeps the live view on screen (a zero-delay answer may freeze at once).
+    ex = kernel.execute(f"%%respond --raw\n!fault stall after=60 seconds=0.6\n{HOSTILE}")
     assert ex.status == "ok", ex.error
     values = live_values(ex)
     assert any("onerror" in v for v in values), "the quoted payload should be visible (escaped) in the view"
