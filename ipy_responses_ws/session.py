@@ -60,6 +60,7 @@ WS_426_MEMORY = 600.0
 _END = object()
 _DELTA = "response.output_text.delta"
 _SUMMARY_DELTA = "response.reasoning_summary_text.delta"
+_REFUSAL_DELTA = "response.refusal.delta"
 _ITEM_DONE = "response.output_item.done"
 _CREATED = "response.created"
 
@@ -246,6 +247,8 @@ class _Recorder:
                 if self.ttft is None:
                     self.ttft = time.perf_counter() - self.t0
                 self.parts.append(item.data.get("delta") or "")
+            elif etype == _REFUSAL_DELTA:
+                self.parts.append(item.data.get("delta") or "")  # a refusal is the visible answer too
             elif etype == _SUMMARY_DELTA:
                 self.summary.append(item.data.get("delta") or "")
             elif etype == _ITEM_DONE:

@@ -361,3 +361,17 @@ def test_cancel_mid_stream_over_sse(slow_emu, store):
         assert r.resent_transcript == (not store)
     finally:
         s.close()
+
+
+@pytest.mark.parametrize("transport", ["ws", "sse"])
+def test_refusal_is_the_visible_answer(emu, transport):
+    from ipy_responses_ws.emulator.model import refusal_for
+
+    s = new_session(emu, transport=transport)
+    try:
+        r = s.respond("!refuse\nsomething dubious")
+        assert r.ok and r.text == refusal_for(["!refuse\nsomething dubious"]) and r.text
+        # the refusal is history too: the next answer counts it as turn 1
+        assert s.respond("ok then").text == reply_for(["something dubious", "ok then"])
+    finally:
+        s.close()
