@@ -130,6 +130,8 @@ async def echo_server():
 
     async def post(request: web.Request) -> web.StreamResponse:
         auth = request.headers.get("Authorization", "")
+        if mode["sse"] == "json":
+            return web.json_response({"id": "resp_plain", "object": "response", "status": "completed"})
         if mode["sse"] == "401":
             body = {
                 "error": {"message": f"Bad header {auth}; key={auth.split()[-1]}", "code": "invalid_api_key"}
@@ -362,3 +364,49 @@ def test_runtime_close_is_idempotent_and_a_new_one_can_start():
             assert s2.respond("after").text == reply_for(["after"])
         finally:
             s2.close()
+
+
+@pytest.fixture
+async def mute_server():
+    """Accepts TCP connections and reads, but never answers: a hung proxy."""
+    writers = []
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writers.append(writer)
+        while await reader.read(4096):
+            pass
+
+    server = await asyncio.start_server(handle, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        yield f"http://127.0.0.1:{port}/v1"
+    finally:
+        for w in writers:
+            w.close()
+        server.close()
+        await server.wait_closed()
+
+
+async def test_hung_handshake_is_a_connect_timeout(mute_server):
+    s = ResponsesSession(base_url=mute_server, api_key=KEY, connect_timeout=0.4, first_event_timeout=0.6)
+    try:
+        t0 = time.perf_counter()
+        r = await s.arespond("hello?", transport="ws")
+        assert r.error.__class__.__name__ == "StreamTimeoutError" and r.error.phase == "connect"
+        assert r.fallback_reason is None  # a timeout is not a refusal: no SSE attempt that would hang too
+        assert "connect_timeout" in str(r.error) and time.perf_counter() - t0 < 3
+        r = await s.arespond("hello?", transport="sse")
+        assert r.error.__class__.__name__ == "StreamTimeoutError" and r.error.phase == "first_event"
+    finally:
+        await s.aclose()
+
+
+async def test_sse_answer_that_is_not_an_event_stream(echo_server):
+    base, mode = echo_server
+    mode["sse"] = "json"
+    s = ResponsesSession(base_url=base, api_key=KEY)
+    try:
+        r = await s.arespond("hi", transport="sse")
+        assert r.error.__class__.__name__ == "ProtocolError" and "event stream" in str(r.error)
+    finally:
+        await s.aclose()
