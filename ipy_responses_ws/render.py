@@ -119,6 +119,8 @@ def _line_offsets(text: str) -> list[int]:
     return offsets
 
 
+#: A paragraph's unfinished run longer than this without a sentence end may be split at a space.
+LONG_SENTENCE = 400
 _SENTENCE_END_RE = re.compile(r"[.!?;:][)\]\"'*_]*\s+(?=\S)")
 
 
@@ -310,13 +312,17 @@ class BlockFreezer:
 
     @staticmethod
     def _split_paragraph(src: str, block_start: int, *, hard: bool) -> tuple[int, str]:
-        """Cut a paragraph after its last sentence end; when ``hard``, failing that, after its last space."""
+        """Cut a paragraph after its last sentence end; failing that, after its last space when ``hard``
+        or when the run without a sentence end is longer than :data:`LONG_SENTENCE` characters (text that
+        has no sentences would otherwise be re-sent whole on every update)."""
         region = src[block_start:]
         best = 0
         for match in _SENTENCE_END_RE.finditer(region):
             best = match.end()
-        if best == 0 and hard:
-            best = region.rfind(" ") + 1
+        if hard or len(region) - best > LONG_SENTENCE:
+            space = region.rfind(" ") + 1
+            if space > best and (hard or best == 0):
+                best = space
         return block_start + best, ""
 
 
