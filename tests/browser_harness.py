@@ -35,7 +35,7 @@ import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import pytest
 
@@ -261,6 +261,19 @@ class JupyterServer:
             self.api("DELETE", f"/api/sessions/{s['id']}")
         return len(sessions)
 
+    def wait_kernel_ready(self, path: str, timeout: float = 60.0) -> None:
+        """Wait until the kernel of the notebook at ``path`` is idle and has a client (the page) attached."""
+        deadline = time.monotonic() + timeout
+        last: Any = None
+        while time.monotonic() < deadline:
+            for s in self.api("GET", "/api/sessions"):
+                if s.get("path") == path and s.get("kernel"):
+                    last = s["kernel"]
+                    if last.get("execution_state") == "idle" and last.get("connections", 0) >= 1:
+                        return
+            time.sleep(0.2)
+        raise TimeoutError(f"the kernel of {path} was not idle and connected within {timeout:.0f}s: {last}")
+
     def kernel_count(self) -> int:
         return len(self.api("GET", "/api/kernels"))
 
@@ -287,16 +300,19 @@ async ([index, duration, interval, doneText]) => {
 """
 
 # The same sampling, but in the background (setInterval) so the test can act (screenshot, click) meanwhile;
-# each sample is [seconds, text length, whether `doneSelector` matches inside the output yet].
+# each sample is [seconds, text length, whether `doneSelector` matches inside the output yet, whether the
+# output text matched the `watch` regex at that moment] (to catch transient text such as a live badge).
 _SAMPLER_START_JS = """
-([index, interval, doneSelector]) => {
+([index, interval, doneSelector, watch]) => {
   if (window.__rwsSampler) clearInterval(window.__rwsSampler.id);
   const s = {t0: performance.now(), samples: []};
+  const re = watch ? new RegExp(watch) : null;
   s.id = setInterval(() => {
     const cell = document.querySelectorAll('.jp-Notebook .jp-Cell')[index];
     const o = cell && cell.querySelector('.jp-OutputArea');
+    const text = o ? o.innerText : '';
     const done = !!(o && doneSelector && o.querySelector(doneSelector));
-    s.samples.push([(performance.now() - s.t0) / 1000, o ? o.innerText.length : 0, done]);
+    s.samples.push([(performance.now() - s.t0) / 1000, text.length, done, !!(re && re.test(text))]);
   }, interval);
   window.__rwsSampler = s;
 }
@@ -305,6 +321,15 @@ _SAMPLER_STOP_JS = """
 () => { const s = window.__rwsSampler; if (!s) return []; clearInterval(s.id); window.__rwsSampler = null;
         return s.samples; }
 """
+
+
+class Sample(NamedTuple):
+    """One in-page sample of an output area."""
+
+    seconds: float
+    length: int  # characters of the output's visible text
+    done: bool  # the sampler's done_selector matched (e.g. the frozen Markdown answer is there)
+    watched: bool  # the sampler's watch regex matched the output text
 
 
 class NotebookPage:
@@ -344,9 +369,15 @@ class NotebookPage:
         return self
 
     def wait_idle(self, timeout_ms: int = 60_000) -> None:
-        """Wait for the kernel status text ending in ``| Idle`` (status bar in Lab, toolbar in Notebook 7)."""
+        """Wait until the kernel is really ready for a Shift+Enter.
+
+        Two signals, both bounded: the server reports this notebook's kernel ``idle`` with at least one
+        WebSocket connection (the page is attached to it), and the page says so too: the status-bar text
+        ``| Idle`` in JupyterLab (the toolbar's idle dot appears earlier, before the kernel is connected;
+        TESTING.md), the toolbar's kernel name and idle indicator in Notebook 7 (it has no status bar).
+        """
+        self.server.wait_kernel_ready(self.path, timeout=timeout_ms / 1000)
         if self.server.app == "notebook":
-            # Notebook 7 shows the kernel name in the toolbar and an idle circle; there is no status bar text.
             self.page.locator(".jp-Notebook-ExecutionIndicator[data-status='idle']").first.wait_for(
                 state="attached", timeout=timeout_ms
             )
@@ -377,10 +408,28 @@ class NotebookPage:
         editor = self.cell(index).locator(".jp-InputArea-editor").first
         editor.click(timeout=DEFAULT_TIMEOUT_MS)
 
+    def prompt_text(self, index: int) -> str:
+        """The execution prompt of cell ``index``: ``"[ ]:"``, ``"[*]:"`` or ``"[n]:"``."""
+        return self.cell(index).locator(".jp-InputArea-prompt").first.inner_text(timeout=5_000)
+
     def run_cell(self, index: int) -> None:
-        """Select cell ``index`` and press Shift+Enter."""
-        self.focus_cell(index)
-        self.page.keyboard.press("Shift+Enter")
+        """Select cell ``index`` and press Shift+Enter, making sure the key press reached the notebook.
+
+        Under heavy CPU load a key press can land before the editor has focus and be lost. JupyterLab
+        marks a cell ``[*]`` as soon as it is queued, so if the prompt neither shows ``*`` nor a new number
+        within a few seconds, the press was lost and is repeated once (safe: nothing was queued).
+        """
+        before = self.prompt_text(index)
+        for _attempt in range(2):
+            self.focus_cell(index)
+            self.page.keyboard.press("Shift+Enter")
+            deadline = time.monotonic() + 5
+            while time.monotonic() < deadline:
+                now = self.prompt_text(index)
+                if "*" in now or (now != before and re.search(r"\d", now)):
+                    return
+                time.sleep(0.05)
+        raise AssertionError(f"cell {index} was not queued by Shift+Enter (prompt still {before!r})")
 
     def type_and_run(self, index: int, code: str) -> None:
         """Replace the source of cell ``index`` with ``code`` (inserted as text, so the editor's auto-indent
@@ -425,13 +474,25 @@ class NotebookPage:
         samples = self.page.evaluate(_SAMPLER_JS, [index, int(duration_s * 1000), interval_ms, done_text])
         return [(float(t), int(n)) for t, n in samples]
 
-    def start_sampling(self, index: int, interval_ms: int = 50, done_selector: str | None = None) -> None:
-        """Start sampling cell ``index``'s output text length in the page (see :meth:`stop_sampling`)."""
-        self.page.evaluate(_SAMPLER_START_JS, [index, interval_ms, done_selector])
+    def start_sampling(
+        self,
+        index: int,
+        interval_ms: int = 50,
+        done_selector: str | None = None,
+        watch: str | None = None,
+    ) -> None:
+        """Start sampling cell ``index``'s output in the page every ``interval_ms`` (see :meth:`stop_sampling`).
 
-    def stop_sampling(self) -> list[tuple[float, int, bool]]:
-        """Stop the sampler; return ``[(seconds, length, done_selector_matched), ...]``."""
-        return [(float(t), int(n), bool(d)) for t, n, d in self.page.evaluate(_SAMPLER_STOP_JS)]
+        ``done_selector`` marks samples taken once it matches inside the output; ``watch`` is a JavaScript
+        regex whose matches are recorded per sample (text that shows only for a moment, like a live badge).
+        """
+        self.page.evaluate(_SAMPLER_START_JS, [index, interval_ms, done_selector, watch])
+
+    def stop_sampling(self) -> list[Sample]:
+        """Stop the sampler and return its samples."""
+        return [
+            Sample(float(t), int(n), bool(d), bool(w)) for t, n, d, w in self.page.evaluate(_SAMPLER_STOP_JS)
+        ]
 
     def click_in_output(
         self, index: int, name: str | re.Pattern[str], timeout_ms: int = DEFAULT_TIMEOUT_MS

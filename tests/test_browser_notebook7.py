@@ -75,7 +75,7 @@ def test_notebook7_respond_streams_and_renders(nb7_page, browser_env: BrowserEnv
     final.first.wait_for(timeout=30_000)
     samples = nb.stop_sampling()
     nb.screenshot("finished")
-    streaming = [n for _, n, done in samples if not done and n > 0]
+    streaming = [s.length for s in samples if not s.done and s.length > 0]
     rises = sum(1 for a, b in zip(streaming, streaming[1:], strict=False) if b > a)
     assert rises >= 4, f"the answer did not visibly grow while streaming: {samples}"
     out = nb.output(1)
