@@ -319,10 +319,8 @@ class BlockFreezer:
         best = 0
         for match in _SENTENCE_END_RE.finditer(region):
             best = match.end()
-        if hard or len(region) - best > LONG_SENTENCE:
-            space = region.rfind(" ") + 1
-            if space > best and (hard or best == 0):
-                best = space
+        if (hard and best == 0) or len(region) - best > LONG_SENTENCE:
+            best = max(best, region.rfind(" ") + 1)
         return block_start + best, ""
 
 
