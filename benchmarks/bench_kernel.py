@@ -23,7 +23,7 @@ from typing import Any
 
 from emuproc import FAKE_KEY, EmulatorProcess
 from kernel import Execution, Kernel
-from stats import finite_or_none, linear_fit, markdown_table, median, p90, pairwise_ratios
+from stats import finite_or_none, fmt, linear_fit, markdown_table, median, p90, pairwise_ratios
 
 # The emulator's answer starts with "## Turn N: <prompt>" (ipy_responses_ws.emulator.model.reply_for); the
 # first update whose HTML contains "Turn" is the first one that shows answer text.
@@ -95,6 +95,37 @@ def first_update(k: Kernel, cells: int) -> dict[str, Any]:
         "cell_to_idle_ms_median": finite_or_none(median(totals)),
         "cell_to_idle_ms_p90": finite_or_none(p90(totals)),
         "empty_cell_to_idle_ms_median": finite_or_none(median(baseline)),
+    }
+
+
+def first_update_streaming(k: Kernel, cells: int, token_rate: float) -> dict[str, Any]:
+    """The same, while the answer is still streaming (ttft 0, ``token_rate`` deltas/s), so the live view draws.
+
+    ``engine_ttft_ms`` is the engine's own time to the first delta (``TurnResult.ttft``, from ``start()``), for
+    context: the difference is roughly what the magic and the widget layer add before text is visible.
+    """
+    firsts: list[float] = []
+    ttfts: list[float] = []
+    via: dict[str, int] = {}
+    with EmulatorProcess(token_rate=token_rate) as emu:
+        k.run(f"%responses config base_url={emu.base_url}")
+        k.run("%%respond -c fus\nwarm-up")
+        for i in range(cells):
+            ex = k.run(f"%%respond --new -c fus -o _bench_fus\nprobe {i}", timeout=120)
+            t, kind = first_answer_update(ex)
+            via[kind] = via.get(kind, 0) + 1
+            if t is not None:
+                firsts.append(t * 1000)
+            ttft = k.eval_json("_bench_fus.ttft")
+            if ttft is not None:
+                ttfts.append(ttft * 1000)
+    return {
+        "cells": cells,
+        "token_rate": token_rate,
+        "first_answer_via": via,
+        "first_update_ms_median": finite_or_none(median(firsts)),
+        "first_update_ms_p90": finite_or_none(p90(firsts)),
+        "engine_ttft_ms_median": finite_or_none(median(ttfts)),
     }
 
 
@@ -350,6 +381,8 @@ def run(quick: bool = False, only: set[str] | None = None) -> dict[str, Any]:
             k.run("%load_ext ipy_responses_ws")
             if "first_update" in want:
                 res["first_update"] = first_update(k, cfg["fu_cells"])
+                res["first_update_streaming"] = first_update_streaming(k, cfg["fu_cells"], 200.0)
+                k.run(f"%responses config base_url={emu.base_url}")
             if "iopub" in want:
                 res["iopub"] = iopub_scaling(k, cfg["sizes"], cfg["rate"], cfg["slow"])
                 k.run(f"%responses config base_url={emu.base_url}")
@@ -391,6 +424,14 @@ def render(result: dict[str, Any]) -> str:
         )
         out.append(
             f"\n{fu['cells']} cells; answer text first arrived via {json.dumps(fu['first_answer_via'])}.\n"
+        )
+    if "first_update_streaming" in result:
+        fs = result["first_update_streaming"]
+        out.append(
+            f"While streaming (ttft 0, {fs['token_rate']:.0f} deltas/s, {fs['cells']} cells): execute request → first "
+            f"widget update with answer text {fmt(fs['first_update_ms_median'])} ms median "
+            f"(p90 {fmt(fs['first_update_ms_p90'])}); the engine's own time to first delta "
+            f"{fmt(fs['engine_ttft_ms_median'])} ms; first text arrived via {json.dumps(fs['first_answer_via'])}.\n"
         )
     if "iopub" in result:
         io = result["iopub"]

@@ -369,7 +369,7 @@ class _Driver:
 
         rng = random.Random(seed)
         name = f"chain-{index}"
-        store = index % 2 == 0
+        store = {"on": True, "off": False}.get(self.args.store, index % 2 == 0)
         committed: list[str] = []
         for i in range(turns):
             if rng.random() < self.args.fault_rate:
@@ -454,12 +454,17 @@ def run(
     turn_timeout: float = 30.0,
     max_seconds: float = 900.0,
     trace_memory: bool = False,
+    store: str = "mixed",
 ) -> SoakReport:
     """Run the soak and return its report (see the module docstring for the invariants)."""
     from ipy_responses_ws.session import ResponsesSession
 
     args = argparse.Namespace(
-        fault_rate=fault_rate, cancel_rate=cancel_rate, switch_rate=switch_rate, turn_timeout=turn_timeout
+        fault_rate=fault_rate,
+        cancel_rate=cancel_rate,
+        switch_rate=switch_rate,
+        turn_timeout=turn_timeout,
+        store=store,
     )
     report = SoakReport(turns=turns, chains=chains, pool_size=pool_size)
     per_chain = [turns // chains + (1 if i < turns % chains else 0) for i in range(chains)]
@@ -542,6 +547,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--token-rate", type=float, default=4000.0, help="emulator deltas per second")
     p.add_argument("--max-seconds", type=float, default=900.0, help="hard stop for the child emulator")
     p.add_argument(
+        "--store",
+        choices=("mixed", "on", "off"),
+        default="mixed",
+        help="store per chain (mixed: even chains on)",
+    )
+    p.add_argument(
         "--trace-memory", action="store_true", help="also trace live Python allocations (tracemalloc; slower)"
     )
     p.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
@@ -561,6 +572,7 @@ def main(argv: list[str] | None = None) -> int:
         token_rate=args.token_rate,
         max_seconds=args.max_seconds,
         trace_memory=args.trace_memory,
+        store=args.store,
     )
     print(report.table())
     if report.traced_top:
