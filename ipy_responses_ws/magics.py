@@ -322,11 +322,15 @@ class ResponsesMagics(Magics):
             model=request["model"] or session.settings.model,
             background=False,
         )
-        display_handle = display(view.widget, display_id=True)
-        handle = None
-        interrupted = False
         try:
-            handle = self._start(prompt, request)
+            handle = self._start(prompt, request)  # a refused request shows no view, only its error
+        except BaseException:
+            view.close()
+            raise
+        interrupted = False
+        display_handle = None
+        try:
+            display_handle = display(view.widget, display_id=True)
             _pump(handle, view)
             result = handle.result(timeout=5.0)
         except KeyboardInterrupt:
@@ -335,12 +339,7 @@ class ResponsesMagics(Magics):
             interrupted = True
             result = _cancel_and_collect(handle, prompt, request)
         except BaseException:
-            if handle is not None:
-                result = _cancel_and_collect(handle, prompt, request)
-                _freeze(view, display_handle, result)
-            else:
-                view.close()
-                display_handle.update(_plain("(not sent)"), raw=True)
+            _freeze(view, display_handle, _cancel_and_collect(handle, prompt, request))
             raise
         _freeze(view, display_handle, result)
         self._store(out, result)
@@ -366,7 +365,6 @@ class ResponsesMagics(Magics):
             background=True,
             on_stop=stop,
         )
-        display_handle = display(view.widget, display_id=True)
         flusher = _LoopFlusher(view)
 
         def on_event(item: Any) -> None:
@@ -377,13 +375,21 @@ class ResponsesMagics(Magics):
 
         def done(result: Any) -> None:
             try:
-                _freeze(view, display_handle, result)
+                _freeze(view, box.get("display"), result)
             except Exception:
                 log.exception("freezing the background view failed")
             self._store(out, result)
 
-        handle = self._start(prompt, request, on_event=on_event)
+        try:
+            handle = self._start(prompt, request, on_event=on_event)
+        except BaseException:
+            view.close()
+            raise
         box["handle"] = handle
+        # Displayed after the start, so a refused request leaves no view behind; the done callback is added
+        # after the display, so it always has a display to freeze (if the turn already ended, the session
+        # runs the callback on the loop thread right away).
+        box["display"] = display(view.widget, display_id=True)
         handle.add_done_callback(done)
 
     def _respond_terminal(self, prompt: str, request: dict[str, Any], out: str | None) -> None:
@@ -607,15 +613,12 @@ class _NotSent:
     turn: int | None = None
 
 
-def _plain(text: str) -> dict[str, str]:
-    return {"text/plain": text, "text/markdown": text}
-
-
 def _freeze(view: Any, display_handle: Any, result: Any) -> None:
     """Replace the live view by the plain bundle (DESIGN.md §5), then close its widgets."""
     view.finish(result, draw=False)
     data, metadata = final_bundle(result, model=view.state.model)
-    display_handle.update(data, metadata=metadata, raw=True)
+    if display_handle is not None:
+        display_handle.update(data, metadata=metadata, raw=True)
     view.close()
 
 

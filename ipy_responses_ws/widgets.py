@@ -100,7 +100,6 @@ class ResponseView:
         )
         self._clock = CoalescingClock(interval, clock=clock)
         self._status_clock = CoalescingClock(status_interval, clock=clock)
-        self._now = clock
         self._lock = threading.Lock()  # guards handle()/flush() when a Stop click races the writer
         self._on_stop = on_stop
         self.background = background
@@ -186,8 +185,11 @@ class ResponseView:
             if not force and not self._clock.due():
                 return False
             self._clock.mark()
-            wrote = self._write_body(final=False)
-            wrote |= self._write_extras()
+            wrote = False
+            if force or self.state.version != self._written_version:
+                self._written_version = self.state.version
+                wrote = self._write_body(final=False)
+                wrote |= self._write_extras()
             wrote |= self._write_status(force=force)
             return wrote
 
