@@ -504,14 +504,11 @@ class NotebookPage:
     # --- kernel and file -----------------------------------------------------------------------------------
 
     def interrupt(self, how: str = "toolbar") -> None:
-        """Interrupt the kernel: the toolbar button, the Kernel menu, or ``I,I`` in command mode."""
+        """Interrupt the kernel: the toolbar's ■ button (``"toolbar"``) or ``I,I`` in command mode (``"keys"``)."""
         if how == "toolbar":
             self.page.locator("jp-button[data-command='notebook:interrupt-kernel']").first.click()
-        elif how == "menu":
-            self.page.get_by_role("menuitem", name="Kernel").first.click()
-            self.page.get_by_role("menuitem", name=re.compile(r"^Interrupt Kernel")).first.click()
         elif how == "keys":
-            self.page.keyboard.press("Escape")
+            self.page.keyboard.press("Escape")  # leave the editor: command mode
             self.page.keyboard.press("i")
             self.page.keyboard.press("i")
         else:

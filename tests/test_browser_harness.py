@@ -69,10 +69,11 @@ def test_plain_cells_in_jupyterlab(new_notebook, browser_env, browser_context): 
     assert "transport=sse" in nb.wait_for_output(3, "transport=")
     nb.mark("widgets")
 
-    # The toolbar Interrupt stops a busy cell (KeyboardInterrupt shown) and the kernel stays usable.
+    # I,I in command mode (the keyboard twin of the toolbar's ■, which test_browser_lab.py uses) stops a busy
+    # cell (KeyboardInterrupt shown) and the kernel stays usable.
     nb.run_cell(4)
     nb.wait_for_output(4, "started")
-    nb.interrupt("toolbar")
+    nb.interrupt("keys")
     assert "started" in nb.wait_for_output(4, "KeyboardInterrupt", timeout_ms=15_000)
     nb.screenshot("interrupted")
     nb.run_cell(5)
