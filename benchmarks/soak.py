@@ -40,6 +40,7 @@ import random
 import statistics
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import tracemalloc
@@ -205,6 +206,33 @@ def rss_bytes() -> int:
     return 0
 
 
+def pymalloc_stats() -> tuple[int, int]:
+    """(bytes in pymalloc arenas, bytes in allocated blocks) from ``sys._debugmallocstats``.
+
+    Small objects (<= 512 bytes) live in 1 MiB arenas that are returned to the OS only when completely
+    empty; the gap between the two numbers is fragmentation that ``malloc_trim`` cannot release.
+    """
+    fd, path = tempfile.mkstemp()
+    saved = os.dup(2)
+    try:
+        os.dup2(fd, 2)  # the stats are written by C code to file descriptor 2
+        sys._debugmallocstats()
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(fd)
+    with open(path, encoding="utf-8") as fh:
+        text = fh.read()
+    os.unlink(path)
+    arenas = used = 0
+    for line in text.splitlines():
+        if "arenas * " in line and "bytes/arena" in line:
+            arenas = int(line.rsplit("=", 1)[1].replace(",", "").strip())
+        elif line.startswith("# bytes in allocated blocks"):
+            used = int(line.rsplit("=", 1)[1].replace(",", "").strip())
+    return arenas, used
+
+
 @dataclass
 class SoakReport:
     """Counts and measurements of one soak run; ``violations`` must stay empty."""
@@ -228,6 +256,8 @@ class SoakReport:
     latencies: list[float] = field(default_factory=list)
     rss_start: int = 0
     rss_end: int = 0
+    pymalloc_start: tuple[int, int] = (0, 0)
+    pymalloc_end: tuple[int, int] = (0, 0)
     transcript_bytes: int = 0
     traced_growth: int | None = None  # live Python allocations made after the baseline (tracemalloc)
     traced_top: list[str] = field(default_factory=list)
@@ -272,6 +302,11 @@ class SoakReport:
                 "RSS start → end (growth)",
                 f"{self.rss_start / 1e6:.1f} → {self.rss_end / 1e6:.1f} MB ({growth / 1e6:+.1f} MB, "
                 f"{growth / max(self.transcript_bytes, 1):.1f}× the transcript)",
+            ),
+            (
+                "pymalloc arenas (small objects): held / in use",
+                f"{self.pymalloc_start[0] / 1e6:.1f} / {self.pymalloc_start[1] / 1e6:.1f} → "
+                f"{self.pymalloc_end[0] / 1e6:.1f} / {self.pymalloc_end[1] / 1e6:.1f} MB",
             ),
             (
                 "live Python heap growth (tracemalloc)",
@@ -483,6 +518,7 @@ def run(
             for i in range(chains):
                 session.reset(f"warm-{i}")
             report.rss_start = rss_bytes()
+            report.pymalloc_start = pymalloc_stats()
             if trace_memory:
                 # Only allocations made from here on are traced: what is still alive at the end is growth.
                 tracemalloc.start(1)
@@ -519,6 +555,7 @@ def run(
                 len(json.dumps(c.transcript, ensure_ascii=False).encode()) for c in session.chains.values()
             )
             report.rss_end = rss_bytes()
+            report.pymalloc_end = pymalloc_stats()
             if trace_memory:
                 snap = tracemalloc.take_snapshot()
                 report.traced_growth = tracemalloc.get_traced_memory()[0]

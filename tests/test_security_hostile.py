@@ -170,10 +170,30 @@ def test_a_5mb_answer_streams_without_freezing_the_kernel(kernel: Kernel) -> Non
             if ex.stdout().strip() in ("completed", "failed", "cancelled") or time.monotonic() > deadline:
                 break
             time.sleep(0.2)
+    print(f"lags while a 5 MB answer streamed: {[round(x, 3) for x in lags]}")
     assert ex.stdout().strip() == "completed"
     assert max(lags) < 1.0, f"the kernel lagged {max(lags):.2f} s while a 5 MB answer streamed"
     ex = kernel.execute("print(len(big.text))")
     assert int(ex.stdout()) == 5 * 1024 * 1024
+    assert_alive(kernel)
+
+
+def test_a_5mb_answer_in_the_foreground_ends_and_stays_linear_on_iopub(kernel: Kernel) -> None:
+    size = 5 * 1024 * 1024
+    with HostileServer("huge", huge_bytes=size).run_in_thread() as srv:
+        kernel.execute(f"%responses config base_url={srv.base_url}")
+        t0 = time.monotonic()
+        ex = kernel.execute("%%respond --new -o big_fg\nfive megabytes please", timeout=120)
+        took = time.monotonic() - t0
+    wire = kernel.raw.bytes_for(ex.msg_id)
+    print(f"5 MB foreground answer: {took:.1f} s, {wire / 1e6:.1f} MB on iopub")
+    assert ex.status == "ok", ex.error
+    assert frozen(ex)["metadata"]["ipy_responses_ws"]["status"] == "completed"
+    assert len(frozen(ex)["data"]["text/plain"]) == size
+    assert took < 60, f"{took:.1f} s for a 5 MB answer"
+    # The frozen bundle alone carries the answer twice (text/plain + text/markdown); live traffic must not
+    # grow with the square of the length (DESIGN.md §5).
+    assert wire < 6 * size, f"{wire:,} iopub bytes for a {size:,}-byte answer"
     assert_alive(kernel)
 
 
