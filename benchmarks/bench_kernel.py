@@ -23,7 +23,7 @@ from typing import Any
 
 from emuproc import FAKE_KEY, EmulatorProcess
 from kernel import Execution, Kernel
-from stats import finite_or_none, fmt, linear_fit, markdown_table, median, p90, pairwise_ratios
+from stats import finite_or_none, linear_fit, markdown_table, median, p90, pairwise_ratios
 
 # The emulator's answer starts with "## Turn N: <prompt>" (ipy_responses_ws.emulator.model.reply_for); the
 # first update whose HTML contains "Turn" is the first one that shows answer text.
@@ -400,39 +400,32 @@ def render(result: dict[str, Any]) -> str:
     out: list[str] = []
     if "first_update" in result:
         fu = result["first_update"]
-        out.append(
-            markdown_table(
-                ["measure (warm connection, zero-delay emulator)", "median ms", "p90 ms"],
-                [
-                    [
-                        "execute request → first widget update with answer text",
-                        fu["first_update_ms_median"],
-                        fu["first_update_ms_p90"],
-                    ],
-                    [
-                        "execute request → idle (whole %%respond cell)",
-                        fu["cell_to_idle_ms_median"],
-                        fu["cell_to_idle_ms_p90"],
-                    ],
-                    [
-                        "execute request → idle (empty cell, kernel floor)",
-                        fu["empty_cell_to_idle_ms_median"],
-                        "—",
-                    ],
-                ],
+        fs = result.get("first_update_streaming") or {}
+        rows = []
+        if fs:
+            rows.append(
+                [f"execute request → first widget update with answer text (streaming: ttft 0, "
+                 f"{fs['token_rate']:.0f} deltas/s)", fs["first_update_ms_median"], fs["first_update_ms_p90"]]
             )  # fmt: skip
-        )
-        out.append(
-            f"\n{fu['cells']} cells; answer text first arrived via {json.dumps(fu['first_answer_via'])}.\n"
-        )
-    if "first_update_streaming" in result:
-        fs = result["first_update_streaming"]
-        out.append(
-            f"While streaming (ttft 0, {fs['token_rate']:.0f} deltas/s, {fs['cells']} cells): execute request → first "
-            f"widget update with answer text {fmt(fs['first_update_ms_median'])} ms median "
-            f"(p90 {fmt(fs['first_update_ms_p90'])}); the engine's own time to first delta "
-            f"{fmt(fs['engine_ttft_ms_median'])} ms; first text arrived via {json.dumps(fs['first_answer_via'])}.\n"
-        )
+            rows.append(
+                [
+                    "... the engine's own time to the first delta (TurnResult.ttft)",
+                    fs["engine_ttft_ms_median"],
+                    "—",
+                ]
+            )
+        rows += [
+            ["execute request → answer text first visible (zero-delay: widget or final display)",
+             fu["first_update_ms_median"], fu["first_update_ms_p90"]],
+            ["execute request → idle (whole %%respond cell, zero-delay)", fu["cell_to_idle_ms_median"],
+             fu["cell_to_idle_ms_p90"]],
+            ["execute request → idle (empty cell, kernel floor)", fu["empty_cell_to_idle_ms_median"], "—"],
+        ]  # fmt: skip
+        out.append(markdown_table(["measure (warm connection)", "median ms", "p90 ms"], rows))
+        via = f"zero-delay {json.dumps(fu['first_answer_via'])}"
+        if fs:
+            via += f", streaming {json.dumps(fs['first_answer_via'])}"
+        out.append(f"\n{fu['cells']} cells each; answer text first arrived via: {via}.\n")
     if "iopub" in result:
         io = result["iopub"]
         rows = [
