@@ -107,7 +107,7 @@ def _stream(freezer: BlockFreezer, text: str, seed: int = 1, max_step: int = 7) 
 
 @pytest.mark.parametrize("min_chunk", [1, 64, 500, 100_000])
 def test_frozen_chunks_concatenate_to_the_full_rendering(min_chunk: int) -> None:
-    doc = DOC * 12
+    doc = DOC * (12 if min_chunk < 1000 else 4)
     freezer = BlockFreezer(min_chunk=min_chunk, max_tail=10**9)
     chunks, _ = _stream(freezer, doc)
     assert "".join(chunks) == render_markdown(doc)
@@ -161,12 +161,12 @@ def test_long_code_fence_is_split_and_reopened() -> None:
 
 
 def test_long_list_is_split_at_items_and_keeps_every_item() -> None:
-    items = "".join(f"- item {i}\n" for i in range(400))
-    _assert_short_tail(items, "<li>", 400)
+    items = "".join(f"- item {i}\n" for i in range(200))
+    _assert_short_tail(items, "<li>", 200)
 
 
 def test_long_ordered_list_keeps_its_numbering() -> None:
-    items = "".join(f"{i}. item\n" for i in range(1, 301))
+    items = "".join(f"{i}. item\n" for i in range(1, 151))
     freezer = BlockFreezer(min_chunk=100, max_tail=300)
     chunks, _ = _stream(freezer, items, max_step=5)
     starts = [c for c in chunks if '<ol start="' in c]
@@ -174,12 +174,12 @@ def test_long_ordered_list_keeps_its_numbering() -> None:
 
 
 def test_long_table_carries_its_header() -> None:
-    table = "| n | sq |\n|---|---|\n" + "".join(f"| {i} | v{i} |\n" for i in range(300))
+    table = "| n | sq |\n|---|---|\n" + "".join(f"| {i} | v{i} |\n" for i in range(150))
     freezer = BlockFreezer(min_chunk=100, max_tail=300)
     chunks, longest = _stream(freezer, table, max_step=5)
     html = "".join(chunks)
     assert html.count("<table>") == len(chunks) > 3  # every chunk is a real table
-    assert html.count("<td>299</td>") == 1 and html.count("<td>0</td>") == 1
+    assert html.count("<td>149</td>") == 1 and html.count("<td>0</td>") == 1
     assert longest < 360
 
 
