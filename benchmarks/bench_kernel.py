@@ -259,10 +259,19 @@ def memory(k: Kernel, turns: int, cells: int) -> dict[str, Any]:
 # --- item 6 ------------------------------------------------------------------------------------------------
 
 
-def _ws_connections_logged(origin: str) -> int:
+def _ws_log(origin: str) -> list[dict[str, Any]]:
+    """The emulator's WebSocket connection log entries (handshakes, client frames), oldest first."""
     with urllib.request.urlopen(origin + "/_emulator/log", timeout=10) as resp:
         entries = json.loads(resp.read())["connections"]
-    return sum(1 for e in entries if e.get("transport") == "ws")
+    return [e for e in entries if e.get("transport") == "ws"]
+
+
+def _ws_connections_logged(origin: str) -> int:
+    return len(_ws_log(origin))
+
+
+def _uses_lanes(entry: dict[str, Any]) -> bool:
+    return any(isinstance(f, dict) and f.get("stream_id") for f in entry.get("frames", []))
 
 
 def _background_wave(k: Kernel, n: int, tag: str, port: int) -> tuple[float, int, list[str], bool]:
@@ -348,6 +357,23 @@ def concurrency(k: Kernel, emu: EmulatorProcess, n: int, reps: int) -> dict[str,
             "peak_established_sockets": peak,
             "all_completed": ok and st.count("completed") == n,
         }
+    # Opt-in stream_id lanes (Settings.use_stream_lanes, PROTOCOL.md §1.5): the same wave multiplexed on one
+    # socket. Connections are counted from the emulator's log (the pool's idle sockets stay open meanwhile).
+    before = _ws_connections_logged(emu.origin)
+    k.run("_bench_s.configure(use_stream_lanes=True)")
+    try:
+        seconds, peak, st, ok = _background_wave(k, n, "lanes", port)
+    finally:
+        k.run("_bench_s.configure(use_stream_lanes=False)")
+    new = _ws_log(emu.origin)[before:]
+    result["stream_lanes"] = {
+        "background_seconds": seconds,
+        "vs_median_sequential": seconds / median(seq_times),
+        "lane_connections": sum(1 for e in new if _uses_lanes(e)),
+        "requests_on_lane_connections": sum(len(e.get("frames", [])) for e in new if _uses_lanes(e)),
+        "ws_connections_opened": len(new),
+        "all_completed": ok and st.count("completed") == n,
+    }
     return result
 
 
@@ -500,6 +526,21 @@ def render(result: dict[str, Any]) -> str:
                             ["... all completed", c["bigger_pool"]["all_completed"]],
                         ]
                         if c.get("bigger_pool")
+                        else []
+                    ),
+                    *(
+                        [
+                            ["with stream_id lanes: all at once s", c["stream_lanes"]["background_seconds"]],
+                            ["... vs median sequential", c["stream_lanes"]["vs_median_sequential"]],
+                            [
+                                "... WS connections carrying lanes (requests on them)",
+                                f"{c['stream_lanes']['lane_connections']} "
+                                f"({c['stream_lanes']['requests_on_lane_connections']})",
+                            ],
+                            ["... WS connections opened in all", c["stream_lanes"]["ws_connections_opened"]],
+                            ["... all completed", c["stream_lanes"]["all_completed"]],
+                        ]
+                        if c.get("stream_lanes")
                         else []
                     ),
                 ],
