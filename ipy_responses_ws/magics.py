@@ -339,7 +339,9 @@ class ResponsesMagics(Magics):
             interrupted = True
             result = _cancel_and_collect(handle, prompt, request)
         except BaseException:
-            _freeze(view, display_handle, _cancel_and_collect(handle, prompt, request))
+            result = _cancel_and_collect(handle, prompt, request)
+            _freeze(view, display_handle, result)
+            self._store(out, result)  # -o always gets a result, however the turn ended
             raise
         _freeze(view, display_handle, result)
         self._store(out, result)
@@ -413,6 +415,9 @@ class ResponsesMagics(Magics):
             self._store(out, result)
             print(f"\n[{footer_text(result)}]", flush=True)
             raise TurnInterrupted() from None
+        except BaseException:
+            self._store(out, _cancel_and_collect(handle, prompt, request))
+            raise
         if result.error is not None:
             print(f"\nError: {result.error}", file=sys.stderr, flush=True)
         print(f"\n[{footer_text(result)}]", flush=True)

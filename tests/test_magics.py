@@ -198,3 +198,12 @@ def test_load_is_idempotent(ip: InteractiveShell) -> None:
     _extension.load(ip)
     assert _extension._HOLDER["magics"] is magics
     assert ip.find_cell_magic("respond").__self__ is magics
+
+
+def test_failed_turn_is_stored_and_explained(ip: InteractiveShell, capsys) -> None:
+    ip.run_cell_magic("respond", "--new -o broken", "Please fail\n!fault failed after=3")
+    captured = capsys.readouterr()
+    broken = ip.user_ns["broken"]
+    assert broken.status == "failed" and broken.error is not None
+    assert f"Error: {broken.error}" in captured.err
+    assert "failed" in captured.out and "not added to the conversation" in captured.out
