@@ -26,10 +26,14 @@ WIDGETS = (
 ASK_KERNEL = "print('transport=' + t.value)"
 SLEEP = "import time\nprint('started', flush=True)\ntime.sleep(60)"
 AFTER = "print('after', 6 * 7)"
+#: The same probe test_browser_lab.py puts in a prompt: shown as HTML, it marks <body> when its handler runs.
+HTML_PROBE = (
+    'from IPython.display import HTML\nHTML("<img src=x onerror=\\"document.body.dataset.pwned=\'yes\'\\">")'
+)
 
 
 def test_plain_cells_in_jupyterlab(new_notebook, browser_env, browser_context):  # noqa: F811
-    nb = new_notebook(["", STREAM, WIDGETS, ASK_KERNEL, SLEEP, AFTER])
+    nb = new_notebook(["", STREAM, WIDGETS, ASK_KERNEL, SLEEP, AFTER, HTML_PROBE])
     nb.mark("kernel_idle")
 
     # Typing into a cell and pressing Shift+Enter runs it; the kernel inherits the server's environment (how
@@ -79,6 +83,12 @@ def test_plain_cells_in_jupyterlab(new_notebook, browser_env, browser_context): 
     nb.run_cell(5)
     assert "after 42" in nb.wait_for_output(5, "after")
     nb.mark("interrupted")
+
+    # The HTML probe works: an <img onerror> displayed as HTML does run in the page. So when the extension's
+    # tests find body.dataset.pwned unset, the answer's HTML really was inert (and not just undetected).
+    nb.run_cell(6)
+    nb.wait_execution_count(6)
+    nb.page.wait_for_function("document.body.dataset.pwned === 'yes'", timeout=10_000)
 
     # Ctrl+S writes outputs to disk; after the kernel is shut down the reopened notebook still shows them.
     nb.save()

@@ -39,6 +39,9 @@ FOOTER = re.compile(r"\b(done|interrupted|failed|incomplete[^·]*) · ")
 #: A prompt line the emulator reads as "go silent for 30 s after 12 events" (emulator/faults.py): the answer
 #: starts, then hangs, so there is time to interrupt or stop it mid-stream.
 STALL = "!fault stall after=12 seconds=30"
+#: Untrusted HTML in a prompt, which the emulator's answer quotes back: if it were ever inserted as markup, the
+#: browser would run its handler and mark <body>.
+XSS = "<img src=x onerror=\"document.body.dataset.pwned='yes'\">"
 #: The live view's status line while streaming: the transport badge, then the state (widgets.py).
 LIVE_WS = r"\bWS\s*streaming"
 LIVE_SSE = r"\bSSE\s*streaming"
@@ -235,11 +238,14 @@ def test_background_stop_button(lab):
 
 
 def test_answers_survive_save_shutdown_reopen(lab, browser_env, browser_context):  # noqa: F811
-    nb = lab(["%%respond\nRemember this answer", "%%respond\nAnd this one"])
+    """Also: model output is untrusted (DESIGN.md §5). The second answer quotes an ``<img onerror>`` from its
+    prompt; it must show as text, live, frozen and after reopening, and its handler must never run."""
+    nb = lab(["%%respond\nRemember this answer", f"%%respond\nAnd this one, with HTML: {XSS}"])
     nb.run_cell(1)
     wait_final(nb, 1)
     nb.run_cell(2)
-    wait_final(nb, 2)
+    second_live = wait_final(nb, 2)
+    assert 'onerror="document.body.dataset.pwned' in second_live, "the HTML should show as literal text"
     nb.save()
     saved = browser_env.server.read_notebook(nb.path)
     for cell in saved["cells"][1:3]:
@@ -247,16 +253,19 @@ def test_answers_survive_save_shutdown_reopen(lab, browser_env, browser_context)
         assert "text/markdown" in kinds, f"no frozen Markdown output saved: {cell['outputs']}"
         assert not any("widget" in k for k in kinds), f"a widget view was saved: {kinds}"
     assert nb.shutdown_kernel() == 1
+    assert nb.page.evaluate("document.body.dataset.pwned") is None, "the answer's HTML ran in the live page"
 
     nb = nb.reopen(browser_context)
     first = wait_final(nb, 1, timeout_ms=15_000)
     second = wait_final(nb, 2, timeout_ms=15_000)
     nb.screenshot("after-reopen")
     assert "Turn 1: Remember this answer" in first
-    assert "Turn 2: And this one" in second
+    assert "Turn 2: And this one, with HTML:" in second
     assert nb.output(1).locator("pre code").first.is_visible()
     body = nb.page.locator(".jp-Notebook").first.inner_text()
     assert "Error displaying widget" not in body and "model not found" not in body
+    assert nb.output(2).locator("img").count() == 0, "the answer's <img> became an element"
+    assert nb.page.evaluate("document.body.dataset.pwned") is None, "the saved answer's HTML ran on reopen"
     assert_no_key(nb)
 
 
