@@ -673,14 +673,9 @@ def test_v1_response_done_ends_the_turn_promptly(session, emu, transport):
 
 
 # --- row 34 / PROTOCOL §2.6: a refusal is the answer the user must see, live and in the saved notebook -------
+# (Found by this audit: the refusal text was lost from TurnResult.text and the frozen output; fixed in bd9e6c4.)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: session._Recorder collects only response.output_text.delta and chain.output_text reads only "
-    "output_text parts, so a refusal answer ends with TurnResult.text == '' and the frozen notebook output "
-    "(render.final_bundle) shows only the footer; the refusal text is lost from -o results and saved notebooks",
-)
 @pytest.mark.parametrize("transport", ["ws", "sse"])
 def test_refusal_text_reaches_the_result_and_the_saved_output(session, transport):
     from ipy_responses_ws.render import final_bundle
