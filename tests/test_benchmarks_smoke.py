@@ -129,6 +129,9 @@ def test_kernel_section_completed_every_turn_and_cell(quick_run):
     conc = k["concurrency"]
     assert conc["all_completed"] is True, conc
     assert conc["background_statuses"] == {"completed": conc["cells"] * conc["reps"]}
+    lanes = conc["stream_lanes"]
+    assert lanes["all_completed"] is True
+    assert lanes["lane_connections"] >= 1 and lanes["requests_on_lane_connections"] >= conc["cells"]
     assert "background / sequential" in markdown
 
 
