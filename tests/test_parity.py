@@ -615,6 +615,8 @@ def test_debug_log_names_the_endpoint_and_never_the_key(session, emu, caplog):
         session.close()
     text = "\n".join(rec.getMessage() for rec in caplog.records)
     assert emu.ws_url in text  # the handshake target is visible at DEBUG
+    assert "turn default#1 completed via ws" in text  # and one summary line per turn
+    assert reply_for(["log me"])[:40] not in text  # never the answer itself
     assert KEY not in text and KEY[-12:] not in text
 
 
