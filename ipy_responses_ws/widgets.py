@@ -417,7 +417,7 @@ class TransportToggle:
                 "The WebSocket pool (default): one socket per kernel, lowest latency",
                 "HTTP server-sent events: one request per turn",
             ],
-            style={"button_width": "90px"},
+            style={"button_width": "110px"},
         )
         self.widget.observe(self._on_value, names="value")
         ref = weakref.ref(self)
@@ -532,28 +532,30 @@ class ControlPanel:
 
 
 def status_html(status: dict[str, Any]) -> str:
-    """``session.status()`` as a small HTML table: chains (turns, last response id, store) and connections."""
+    """``session.status()`` in a few plain lines: each chain (turns, last response id, store) and each open
+    connection (id, age, busy or idle, turns served)."""
     esc = html.escape
-    rows = []
+    lines = []
     chains = status.get("chains") or {}
     for name, info in chains.items():
         info = info or {}
-        last = info.get("previous_response_id") or info.get("last_response_id") or "–"
-        rows.append(
-            f"<tr><td>chain <b>{esc(str(name))}</b></td><td>{esc(str(info.get('turns', 0)))} turns</td>"
-            f"<td>last <code>{esc(str(last))}</code></td>"
-            f"<td>store {esc(str(info.get('last_store', info.get('store', '–'))))}</td></tr>"
-        )
+        turns = int(info.get("turns") or 0)
+        last = info.get("previous_response_id") or info.get("last_response_id")
+        store = info.get("last_store", info.get("store"))
+        parts = [f"{turns} turn{'s' if turns != 1 else ''}"]
+        parts.append(f"last response <code>{esc(str(last))}</code>" if last else "no response yet")
+        if store is not None:
+            parts.append("stored" if store else "store=false")
+        lines.append(f"Conversation <b>{esc(str(name))}</b>: " + ", ".join(parts))
     if not chains:
-        rows.append("<tr><td colspan=4>no conversation yet</td></tr>")
+        lines.append("No conversation yet.")
     conns = status.get("connections") or []
     for conn in conns:
-        busy = "busy" if conn.get("busy") else "idle"
-        rows.append(
-            f"<tr><td>connection <code>{esc(str(conn.get('id', '?')))}</code></td>"
-            f"<td>age {esc(format_seconds(conn.get('age')))}</td><td>{busy}</td>"
-            f"<td>{esc(str(conn.get('turns', 0)))} turns</td></tr>"
+        turns = int(conn.get("turns") or 0)
+        lines.append(
+            f"Connection <code>{esc(str(conn.get('id', '?')))}</code>: open {esc(format_seconds(conn.get('age')))}, "
+            f"{'busy' if conn.get('busy') else 'idle'}, {turns} turn{'s' if turns != 1 else ''}"
         )
     if not conns:
-        rows.append("<tr><td colspan=4>no open connection</td></tr>")
-    return '<table style="font-size:90%">' + "".join(rows) + "</table>"
+        lines.append("No open connection.")
+    return '<div style="font-size:90%;line-height:1.6">' + "<br>".join(lines) + "</div>"

@@ -163,8 +163,8 @@ def test_toggle_comm_message_switches_transport_for_the_next_cell(kernel: Kernel
     assert len(toggles) == 1
     state = toggles[0]["content"]["data"]["state"]
     assert state["_options_labels"] == ["WebSocket", "SSE"] and state["index"] == 0  # WS by default
-    info = [v for v in live_values(panel) if "connection" in v]
-    assert info and "turns" in info[-1] and "chain <b>default</b>" in info[-1]
+    info = [v for v in live_values(panel) if "Connection" in v]
+    assert info and "turns" in info[-1] and "Conversation <b>default</b>" in info[-1]
     # The toggle driven by a comm message naming the value.
     kernel.send_comm(toggles[0]["content"]["comm_id"], {"method": "update", "state": {"value": "sse"}})
     assert ns(kernel, "get_ipython().run_line_magic('responses', 'transport') or 0") == 0

@@ -354,7 +354,7 @@ def test_control_panel_shows_chain_and_connections_and_its_buttons_work(comms: l
     session = FakeSession()
     panel = ControlPanel(session, chain="default")
     info = panel.info.value
-    assert "3 turns" in info and "resp_last" in info and "c1" in info and "age 12.5 s" in info
+    assert "3 turns" in info and "resp_last" in info and "c1" in info and "open 12.5 s" in info
     panel.reset_button.click()
     assert session.resets == ["default"] and "reset" in panel.message.value
     panel.close_button.click()
@@ -364,7 +364,7 @@ def test_control_panel_shows_chain_and_connections_and_its_buttons_work(comms: l
 
 def test_status_html_escapes_and_handles_empty_status() -> None:
     html = status_html({"chains": {"<b>x</b>": {"turns": 0}}, "connections": []})
-    assert "&lt;b&gt;x&lt;/b&gt;" in html and "no open connection" in html
+    assert "&lt;b&gt;x&lt;/b&gt;" in html and "No open connection." in html and "0 turns, no response yet" in html
 
 
 def test_toggle_accepts_a_value_update_as_well_as_an_index_update(comms: list) -> None:
