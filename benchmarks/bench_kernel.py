@@ -7,7 +7,8 @@
    before and after 1,000 fast turns through the session API inside the kernel, and around a run of
    ``%%respond`` cells.
 6. Concurrency: 8 ``%%respond --background`` cells on 8 chains at once vs the same 8 cells one after another;
-   all must complete; connections seen (peak ESTABLISHED sockets from the kernel to the emulator).
+   all must complete; connections seen (peak ESTABLISHED sockets from the kernel to the emulator). Then the same
+   wave with a pool as large as the wave, and over the opt-in ``stream_id`` lanes (one socket).
 
 Run alone:  python benchmarks/bench_kernel.py [--quick] [--only first_update,iopub,memory,concurrency]
 """
@@ -44,16 +45,19 @@ def first_answer_update(ex: Execution) -> tuple[float | None, str]:
     Answer text can arrive as a live-tail ``update``, as the ``comm_open`` of a new (frozen block) widget, or, if
     the whole answer finished before the first coalesced update, only in the final ``update_display_data``.
     """
+    hits: list[tuple[float, str]] = []
     for t, kind, state in ex.widget_states():
         value = state.get("value")
         if isinstance(value, str) and _ANSWER_MARK.search(value):
-            return t, f"widget {kind}"
+            hits.append((t, f"widget {kind}"))
+            break
     for t, m in ex.messages:
         if m["msg_type"] in ("update_display_data", "display_data"):
             text = m["content"].get("data", {}).get("text/markdown", "")
             if _ANSWER_MARK.search(text):
-                return t, m["msg_type"]
-    return None, "none"
+                hits.append((t, m["msg_type"]))
+                break
+    return min(hits) if hits else (None, "none")
 
 
 def _words_for(target_bytes: int) -> int:
