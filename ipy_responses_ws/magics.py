@@ -369,11 +369,7 @@ class ResponsesMagics(Magics):
         )
         flusher = _LoopFlusher(view)
 
-        def on_event(item: Any) -> None:
-            # On the I/O loop thread: this view's only writer while the turn runs.
-            view.handle(item)
-            if not view.flush():
-                flusher.schedule()
+        on_event = flusher.on_event  # on the I/O loop thread: this view's only writer while the turn runs
 
         def done(result: Any) -> None:
             try:
@@ -628,28 +624,50 @@ def _freeze(view: Any, display_handle: Any, result: Any) -> None:
 
 
 class _LoopFlusher:
-    """Background views: flush a pending update later, on the I/O loop thread (still the only writer)."""
+    """Background views, on the I/O loop thread (still the view's only writer): after each event, draw now
+    or schedule the coalesced update for when it is due; and a heartbeat that keeps the status line's
+    clock moving while the server is silent (a long time to first token, a stall)."""
+
+    HEARTBEAT = 0.5
 
     def __init__(self, view: Any) -> None:
         self.view = view
         self.scheduled = False
+        self.beating = False
 
-    def schedule(self) -> None:
-        import asyncio
-
-        if self.scheduled:
+    def on_event(self, item: Any) -> None:
+        view = self.view
+        view.handle(item)
+        loop = _running_loop()
+        if loop is None:  # not on a loop (a test calling directly): draw when due, nothing scheduled
+            view.flush()
             return
-        try:
-            loop = asyncio.get_running_loop()
-        except RuntimeError:
-            return
-        self.scheduled = True
-        loop.call_later(self.view._clock.remaining() + 0.001, self._run)
+        if not self.beating:
+            self.beating = True
+            loop.call_later(self.HEARTBEAT, self._beat, loop)
+        if not view.flush() and not self.scheduled:
+            self.scheduled = True
+            loop.call_later(view._clock.remaining() + 0.001, self._run)
 
     def _run(self) -> None:
         self.scheduled = False
         if not self.view.finished and not self.view.closed:
             self.view.flush()
+
+    def _beat(self, loop: Any) -> None:
+        if self.view.finished or self.view.closed:
+            return
+        self.view.flush()
+        loop.call_later(self.HEARTBEAT, self._beat, loop)
+
+
+def _running_loop() -> Any:
+    import asyncio
+
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        return None
 
 
 def _print_status(status: Mapping[str, Any]) -> None:

@@ -351,6 +351,17 @@ def test_background_cell_returns_at_once_and_its_stop_button_works(kernel: Kerne
         ),
         what="the background answer to stream",
     )
+    # While the server is silent (the stall), the status line keeps counting: a heartbeat on the loop thread.
+    statuses: list[str] = []
+
+    def status_update(m: dict[str, Any] | None) -> bool:
+        if m is not None and m["msg_type"] == "comm_msg":
+            value = m["content"]["data"].get("state", {}).get("value", "")
+            if "streaming" in value and ">WS<" in value:
+                statuses.append(value)
+        return len(set(statuses)) >= 3
+
+    kernel.read_until(status_update, timeout=5, what="the status line to keep moving during a stall")
     t0 = time.monotonic()
     kernel.click(buttons[0]["content"]["comm_id"])
     msg = kernel.read_until(
