@@ -456,7 +456,7 @@ class ResponsesMagics(Magics):
         chain = chain or self._last_chain or self.default_chain
         if action == "reset":
             self.session.reset(chain=chain)
-            print(f"Chain {chain!r} reset: the next %%respond starts a new conversation.")
+            print(f"Conversation {chain!r} reset: the next %%respond starts a new conversation.")
         elif action == "status":
             _print_status(self.session.status())
         elif action == "history":

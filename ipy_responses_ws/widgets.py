@@ -491,7 +491,7 @@ class ControlPanel:
 
     def _reset(self) -> str:
         self.session.reset(chain=self.chain)
-        return f"Chain {self.chain!r} reset: the next cell starts a new conversation."
+        return f"Conversation {self.chain!r} reset: the next cell starts a new conversation."
 
     def _close(self) -> str:
         if self._on_close is not None:
