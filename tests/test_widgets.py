@@ -172,7 +172,8 @@ def test_reasoning_summary_is_collapsible_and_function_calls_are_readable(comms:
         ServerEvent("response.function_call_arguments.delta", {"item_id": "fc_1", "delta": '"Paris"}'})
     )
     view.flush(force=True)
-    assert view.reasoning in view.widget.children and view.reasoning.selected_index is None  # shown, collapsed
+    # shown, collapsed
+    assert view.reasoning in view.widget.children and view.reasoning.selected_index is None
     children = list(view.widget.children)
     assert children.index(view.reasoning) < children.index(view.calls) < children.index(view.body)
     assert view.reasoning.get_title(0) == "Reasoning summary"
@@ -364,7 +365,11 @@ def test_control_panel_shows_chain_and_connections_and_its_buttons_work(comms: l
 
 def test_status_html_escapes_and_handles_empty_status() -> None:
     html = status_html({"chains": {"<b>x</b>": {"turns": 0}}, "connections": []})
-    assert "&lt;b&gt;x&lt;/b&gt;" in html and "No open connection." in html and "0 turns, no response yet" in html
+    assert (
+        "&lt;b&gt;x&lt;/b&gt;" in html
+        and "No open connection." in html
+        and "0 turns, no response yet" in html
+    )
 
 
 def test_toggle_accepts_a_value_update_as_well_as_an_index_update(comms: list) -> None:
