@@ -202,6 +202,25 @@ def _bench_turns(n, block=20, chain="mem"):
         bad += r.status != "completed"
     return {"bad": bad, "seconds": _time.perf_counter() - t0}
 
+def _bench_tracemalloc(n):
+    # Python-level allocations that survive n more turns (the RSS numbers cannot tell a leak from allocator
+    # arenas that are kept for reuse).
+    import tracemalloc
+    tracemalloc.start(8)
+    try:
+        _gc.collect()
+        s1 = tracemalloc.take_snapshot()
+        _bench_turns(n)
+        _gc.collect()
+        s2 = tracemalloc.take_snapshot()
+    finally:
+        tracemalloc.stop()
+    diff = s2.compare_to(s1, "traceback")
+    top = diff[0] if diff else None
+    site = f"{top.traceback[-1].filename.rsplit('/', 1)[-1]}:{top.traceback[-1].lineno}" if top else ""
+    return {"turns": n, "net_kib": sum(d.size_diff for d in diff) / 1024,
+            "top_kib": (top.size_diff / 1024) if top else 0.0, "top_site": site}
+
 def _bench_state():
     async def _count():
         return len(_aio.all_tasks()) - 1   # minus this counting task
@@ -228,6 +247,7 @@ def memory(k: Kernel, turns: int, cells: int) -> dict[str, Any]:
     second = k.eval_json(f"_bench_turns({turns - turns // 2})", timeout=900)
     after = {**k.proc_stats(), **k.eval_json("_bench_state()")}
     run = {"bad": first["bad"] + second["bad"], "seconds": first["seconds"] + second["seconds"]}
+    traced = k.eval_json(f"_bench_tracemalloc({max(20, turns // 2)})", timeout=900)
 
     # A smaller run of %%respond cells (new conversation every 20 cells, like the session loop above).
     for i in range(3):
@@ -251,6 +271,7 @@ def memory(k: Kernel, turns: int, cells: int) -> dict[str, Any]:
         "rss_growth_mb": after["rss_mb"] - before["rss_mb"],
         "rss_growth_mb_first_half": middle["rss_mb"] - before["rss_mb"],
         "rss_growth_mb_second_half": after["rss_mb"] - middle["rss_mb"],
+        "tracemalloc": traced,
         "cells": cells,
         "cells_failed": failed,
         "cells_seconds": cells_seconds,
@@ -499,7 +520,9 @@ def render(result: dict[str, Any]) -> str:
         out.append(
             f"\n{m['turns']} session turns at {m['turns_per_second']:.0f} turns/s ({m['bad_turns']} not completed): "
             f"RSS {m['rss_growth_mb']:+.1f} MB ({m['rss_growth_mb_first_half']:+.1f} MB in the first half, "
-            f"{m['rss_growth_mb_second_half']:+.1f} MB in the second). {m['cells']} %%respond cells in {m['cells_seconds']:.1f} s "
+            f"{m['rss_growth_mb_second_half']:+.1f} MB in the second); tracemalloc over {m['tracemalloc']['turns']} "
+            f"more turns: {m['tracemalloc']['net_kib']:+.0f} KiB of Python objects survive (largest site "
+            f"{m['tracemalloc']['top_kib']:+.0f} KiB at `{m['tracemalloc']['top_site']}`). {m['cells']} %%respond cells in {m['cells_seconds']:.1f} s "
             f"({m['cells_failed']} failed): RSS {m['cells_rss_growth_mb']:+.1f} MB.\n"
         )
     if "concurrency" in result:
