@@ -387,12 +387,11 @@ def test_error_hints_never_suggest_typing_the_key_into_a_cell() -> None:
 
 def test_env_magic_really_echoes_the_value() -> None:
     """Why the hint matters: ``%env NAME=value`` prints the value, and outputs are saved with the notebook."""
-    from IPython.testing.globalipapp import get_ipython
+    from IPython.core.magics.osm import OSMagics  # the class behind %env; no global shell needed
 
-    ip = get_ipython()
     try:
         with contextlib.redirect_stdout(io.StringIO()) as out:
-            ip.run_line_magic("env", "IPY_RWS_DEMO_SECRET=sk-test-FAKE-echo-me-123456")
+            OSMagics(shell=None).env("IPY_RWS_DEMO_SECRET=sk-test-FAKE-echo-me-123456")
     finally:
         os.environ.pop("IPY_RWS_DEMO_SECRET", None)
     assert "sk-test-FAKE-echo-me-123456" in out.getvalue()
