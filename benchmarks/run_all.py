@@ -129,6 +129,10 @@ def headline(results: dict[str, Any]) -> dict[str, Any]:
         "iopub_fit_r2": _get(results, "kernel", "iopub", "fit_r2"),
         "memory_turns": _get(results, "kernel", "memory", "turns"),
         "rss_growth_mb_second_half": _get(results, "kernel", "memory", "rss_growth_mb_second_half"),
+        "tracemalloc_net_kib": _get(results, "kernel", "memory", "tracemalloc", "net_kib"),
+        "background_lanes_vs_sequential_ratio": _get(
+            results, "kernel", "concurrency", "stream_lanes", "vs_median_sequential"
+        ),
         "background_vs_sequential_ratio": _get(
             results, "kernel", "concurrency", "background_vs_sequential_ratio"
         ),
