@@ -104,6 +104,15 @@ def test_answer_streams_into_widgets_then_freezes_to_markdown(kernel: Kernel, em
         if m["msg_type"] == "comm_msg" and "Hello kernel" in json.dumps(m["content"])
     )
     assert ex.reply_at - first_text > 0.2
+    # ... redrawn at least 10 times a second while the text streamed (messages of one flush come together).
+    times = [
+        m["_t"]
+        for m in ex.messages
+        if m["msg_type"] in ("comm_msg", "comm_open")
+        and "streaming keeps" in json.dumps(m["content"]).lower()
+    ]
+    redraws = 1 + sum(1 for a, b in zip(times, times[1:], strict=False) if b - a > 0.02)
+    assert redraws / (times[-1] - times[0]) >= 10, f"{redraws} redraws in {times[-1] - times[0]:.2f} s"
 
     # Frozen: a plain bundle with the exact answer and metadata, no widget left behind.
     content = frozen(ex)
