@@ -154,8 +154,16 @@ MATRIX: list[FaultCase] = [
     FaultCase(
         "error 429 before the stream",
         {"kind": "error", "status": 429, "after": 0},
-        Expect("RateLimitError", "wrapped `error` frame, status 429", attrs=(("status", 429),)),
-        Expect("RateLimitError", "HTTP 429; `retry-after` read", attrs=(("status", 429),)),
+        Expect(
+            "RateLimitError",
+            "wrapped `error` frame, status 429; `retry_after` read from its headers",
+            attrs=(("status", 429), ("code", "rate_limit_exceeded"), ("retry_after", 1.0)),
+        ),
+        Expect(
+            "RateLimitError",
+            "HTTP 429; `retry-after` read",
+            attrs=(("status", 429), ("code", "rate_limit_exceeded"), ("retry_after", 1.0)),
+        ),
     ),
     FaultCase(
         "error 500 before the stream",
