@@ -90,12 +90,15 @@ def assert_no_key(nb: NotebookPage) -> None:
 def test_respond_streams_then_renders_markdown(lab):
     nb = lab(["%%respond\nShow me streaming in a real browser"])
     nb.start_sampling(1, interval_ms=40, done_selector=FINAL, watch=LIVE_WS)
+    t0 = time.monotonic()
     nb.run_cell(1)
     # Mid-stream evidence: wait for some answer text, then take the screenshot while it is still growing.
     nb.wait_for_output(1, "Turn 1", timeout_ms=20_000)
+    nb.timings["shift_enter_to_first_words_s"] = round(time.monotonic() - t0, 3)
     nb.screenshot("mid-stream")
     mid_shot = nb.output_screenshot(1, "mid-stream-answer")
     text = wait_final(nb, 1)
+    nb.timings["shift_enter_to_frozen_s"] = round(time.monotonic() - t0, 3)
     samples = nb.stop_sampling()
     nb.screenshot("finished")
     shot = nb.output_screenshot(1, "finished-answer")
