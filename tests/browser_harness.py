@@ -431,6 +431,11 @@ class NotebookPage:
                 time.sleep(0.05)
         raise AssertionError(f"cell {index} was not queued by Shift+Enter (prompt still {before!r})")
 
+    def run_all(self) -> None:
+        """Run → Run All Cells from the menu bar (every cell is queued at once, as a user's "Run All")."""
+        self.page.locator(".lm-MenuBar-itemLabel", has_text=re.compile(r"^Run$")).first.click()
+        self.page.get_by_role("menuitem", name=re.compile(r"^Run All Cells")).first.click()
+
     def type_and_run(self, index: int, code: str) -> None:
         """Replace the source of cell ``index`` with ``code`` (inserted as text, so the editor's auto-indent
         and bracket closing do not alter it) and press Shift+Enter."""

@@ -243,11 +243,19 @@ def test_background_stop_button(lab):
 def test_answers_survive_save_shutdown_reopen(lab, browser_env, browser_context):  # noqa: F811
     """Also: model output is untrusted (DESIGN.md §5). The second answer quotes an ``<img onerror>`` from its
     prompt; it must show as text, live, frozen and after reopening, and its handler must never run."""
-    nb = lab(["%%respond\nRemember this answer", f"%%respond\nAnd this one, with HTML: {XSS}"])
-    nb.run_cell(1)
+    nb = lab(
+        [
+            "%%respond\nRemember this answer",
+            f"%%respond\nAnd this one, with HTML: {XSS}",
+            "print('queued behind two streams', 6 * 7)",
+        ]
+    )
+    # Run All queues every cell at once: each must get its reply while the one before it streams
+    # (the nest-asyncio regression of DESIGN.md §1 lost exactly these queued cells).
+    nb.run_all()
     wait_final(nb, 1)
-    nb.run_cell(2)
     second_live = wait_final(nb, 2)
+    assert "queued behind two streams 42" in nb.wait_for_output(3, "queued behind")
     assert 'onerror="document.body.dataset.pwned' in second_live, "the HTML should show as literal text"
     nb.save()
     saved = browser_env.server.read_notebook(nb.path)
