@@ -2,7 +2,7 @@
 
 Nothing secret is resolved at construction. ``base_url`` and ``api_key`` default to ``None``, which means
 "read ``OPENAI_BASE_URL`` / ``OPENAI_API_KEY`` from the environment at call time" (DESIGN.md §6), so a
-notebook can ``%env`` a key after loading the extension. The key is excluded from ``repr``.
+notebook can set a key (``os.environ``/``getpass``) after loading the extension. The key is excluded from ``repr``.
 """
 
 from __future__ import annotations
@@ -232,7 +232,10 @@ def parse_config_value(key: str, text: str) -> Any:
     if key == "api_key":
         raise ConfigError(
             "The API key cannot be set with %responses config (it would be saved in the notebook).",
-            hint="Use `%env OPENAI_API_KEY=...` or set it in the environment before starting Jupyter.",
+            hint=(
+                "Set OPENAI_API_KEY in the environment before starting Jupyter, or run "
+                "`os.environ['OPENAI_API_KEY'] = getpass.getpass('API key: ')`."
+            ),
         )
     text = text.strip()
     default = fields[key].default

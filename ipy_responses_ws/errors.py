@@ -140,7 +140,9 @@ class MissingAPIKeyError(ConfigError):
     """No API key was given and OPENAI_API_KEY is not set."""
 
     default_hint = (
-        "Set it with `%env OPENAI_API_KEY=sk-...` (or `os.environ['OPENAI_API_KEY'] = ...`) before the call. "
+        "Set OPENAI_API_KEY in the environment before starting Jupyter, or in the notebook with "
+        "`import os, getpass; os.environ['OPENAI_API_KEY'] = getpass.getpass('API key: ')` "
+        "(not `%env`, which prints the key into the saved notebook). "
         "To try the package offline, start the local emulator: `python -m ipy_responses_ws.emulator` and set "
         "OPENAI_BASE_URL to the URL it prints."
     )
@@ -314,7 +316,7 @@ class AuthenticationError(APIError):
 
     default_hint = (
         "Check OPENAI_API_KEY (and OPENAI_ORG_ID / project if you set them): set the right key with "
-        "`%env OPENAI_API_KEY=...` and run the cell again."
+        "`os.environ['OPENAI_API_KEY'] = getpass.getpass('API key: ')` and run the cell again."
     )
 
     def _default_message(self) -> str:
