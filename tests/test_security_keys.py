@@ -251,6 +251,11 @@ def test_no_notebook_flow_leaks_the_key_on_iopub(emu: Emulator, other_emu: Emula
             "%load_ext ipy_responses_ws",
             "%%respond -o ok_ws\nhello",
             "%%respond -t sse -o ok_sse\nhello again",
+            "%%respond --background -o bg\nin the background",
+            "import time\nfor _ in range(200):\n    if 'bg' in globals(): break\n    time.sleep(0.05)",
+            "%responses history",
+            "%responses transport sse",
+            "%responses transport ws",
             "%%respond -o failed_turn\nplease fail\n!fault failed after=3",
             "%%respond -o stalled\nstall\n!fault stall after=4 seconds=1",  # with idle_timeout below
             f"%responses config base_url={other_emu.base_url}",
@@ -283,12 +288,13 @@ def test_no_notebook_flow_leaks_the_key_on_iopub(emu: Emulator, other_emu: Emula
                 assert ex.status == "ok", (cell, ex.error)
         statuses = json.loads(
             k.execute(
-                "import json; print(json.dumps([ok_ws.status, ok_sse.status, failed_turn.status, stalled.status,"
+                "import json; print(json.dumps([ok_ws.status, ok_sse.status, bg.status, failed_turn.status, stalled.status,"
                 " type(wrong_key.error).__name__, type(echoed.error).__name__, type(insecure.error).__name__]))"
             ).stdout()
         )
         text = all_text(k.all_messages)
     assert statuses == [
+        "completed",
         "completed",
         "completed",
         "failed",
