@@ -29,6 +29,8 @@ from browser_harness import (  # noqa: F401
     record_timings,
 )
 
+from ipy_responses_ws.emulator import Fault
+
 pytestmark = [pytest.mark.browser, pytest.mark.timeout(180)]
 
 LOAD = "%load_ext ipy_responses_ws"
@@ -130,11 +132,12 @@ def test_respond_streams_then_renders_markdown(lab):
 
 
 # --------------------------------------------------------------------------------------------------------------
-# 2 + 5. The toggle reaches the kernel; the chain continues across transports; Reset empties it
+# 2 + 5. The toggle reaches the kernel; the chain continues across transports; Reset empties it; Close + a
+# refused upgrade falls back to SSE visibly
 # --------------------------------------------------------------------------------------------------------------
 
 
-def test_transport_toggle_and_reset_in_control_panel(lab):
+def test_transport_toggle_and_reset_in_control_panel(lab, browser_env: BrowserEnv):  # noqa: F811
     nb = lab(
         [
             "%responses",
@@ -142,8 +145,10 @@ def test_transport_toggle_and_reset_in_control_panel(lab):
             "%%respond\nSecond, over SSE",
             "%%respond\nThird, back on the WebSocket",
             "%%respond\nFourth, after Reset",
+            "%%respond\nFifth, after Close",
         ]
     )
+    emulator = browser_env.require_emulator()
     nb.run_cell(1)
     panel = nb.output(1)
     panel.get_by_role("button", name="SSE").wait_for()
@@ -176,6 +181,20 @@ def test_transport_toggle_and_reset_in_control_panel(lab):
     nb.run_cell(5)
     fourth = wait_final(nb, 5)
     assert "Turn 1: Fourth, after Reset" in fourth, "Reset did not empty the chain"
+
+    # Close drops the open sockets; the next turn must dial again. The emulator refuses that one upgrade
+    # with HTTP 426 (PROTOCOL.md §6), so the answer falls back to SSE, says so, and the chain goes on.
+    nb.click_in_output(1, "Close")
+    panel.get_by_text(re.compile(r"closed", re.I)).first.wait_for(timeout=10_000)
+    emulator.add_fault(Fault("refuse_upgrade", status=426, transport="ws", count=1))
+    try:
+        nb.run_cell(6)
+        fifth = wait_final(nb, 6)
+    finally:
+        emulator.clear_faults()
+    nb.screenshot("fell-back-to-sse")
+    assert re.match(r"done · SSE \(fell back", footer(fifth)), footer(fifth)
+    assert "Turn 2: Fifth, after Close" in fifth, "the chain did not survive Close + fallback"
     assert_no_key(nb)
 
 
