@@ -247,7 +247,8 @@ def test_no_notebook_flow_leaks_the_key_on_iopub(emu: Emulator, other_emu: Emula
         HostileServer("echo_auth").run_in_thread() as echo,
         Kernel({"OPENAI_BASE_URL": emu.base_url, "OPENAI_API_KEY": CANARY_KEY}) as k,
     ):
-        cells = [
+        emu.clear_faults()
+        cells: list[str | Fault] = [
             "%load_ext ipy_responses_ws",
             "%%respond -o ok_ws\nhello",
             "%%respond -t sse -o ok_sse\nhello again",
@@ -258,6 +259,11 @@ def test_no_notebook_flow_leaks_the_key_on_iopub(emu: Emulator, other_emu: Emula
             "%responses transport ws",
             "%%respond -o failed_turn\nplease fail\n!fault failed after=3",
             "%%respond -o stalled\nstall\n!fault stall after=4 seconds=1",  # with idle_timeout below
+            "%responses close",  # fresh connections, so the upgrade faults below can strike
+            Fault(kind="unauthorized", transport="ws"),
+            "%%respond -o fault_401\nunauthorized by fault",
+            Fault(kind="refuse_upgrade", status=503),
+            "%%respond -o refused\nrefused handshake, falls back to SSE",
             f"%responses config base_url={other_emu.base_url}",
             "%%respond --new -o wrong_key\nwho am I",
             "%%respond --new -t sse -o wrong_key_sse\nwho am I",
@@ -277,6 +283,9 @@ def test_no_notebook_flow_leaks_the_key_on_iopub(emu: Emulator, other_emu: Emula
             "raise insecure.error",
         ]
         for cell in cells:
+            if isinstance(cell, Fault):
+                emu.add_fault(cell)
+                continue
             if cell.startswith("%%respond -o stalled"):
                 k.execute("%responses config idle_timeout=0.4")
             ex = k.execute(cell, timeout=60)
@@ -289,6 +298,7 @@ def test_no_notebook_flow_leaks_the_key_on_iopub(emu: Emulator, other_emu: Emula
         statuses = json.loads(
             k.execute(
                 "import json; print(json.dumps([ok_ws.status, ok_sse.status, bg.status, failed_turn.status, stalled.status,"
+                " type(fault_401.error).__name__, refused.status, refused.transport,"
                 " type(wrong_key.error).__name__, type(echoed.error).__name__, type(insecure.error).__name__]))"
             ).stdout()
         )
@@ -299,6 +309,9 @@ def test_no_notebook_flow_leaks_the_key_on_iopub(emu: Emulator, other_emu: Emula
         "completed",
         "failed",
         "failed",
+        "AuthenticationError",
+        "completed",
+        "sse",
         "AuthenticationError",
         "AuthenticationError",
         "InsecureTransportError",
