@@ -10,8 +10,10 @@ What lives here:
 * :class:`NotebookPage` — one notebook open in one browser page: run cells, read outputs, sample how the
   output grows over time, click buttons inside outputs, interrupt, save, shut the kernel down, reopen, and
   save a screenshot at each step into the artifacts folder.
-* The pytest fixtures ``browser_env`` (session-wide server + browser + emulator, started once per pytest
-  session even when several modules import it) and ``nb`` (a fresh notebook per test).
+* The pytest fixtures ``browser_env`` (session-wide server + browser context + emulator, started once per
+  pytest session even when several modules import it), ``browser_context`` (closes the test's pages) and
+  ``new_notebook`` (a factory of fresh, open, idle notebooks; their kernels are shut down after the test).
+  Test modules import them: ``from browser_harness import browser_env, browser_context, new_notebook``.
 
 Every wait is bounded by a timeout; the server, the emulator and the browser are stopped in finalizers.
 Selectors follow what JupyterLab 4.6 renders (``.jp-Cell``, ``.jp-OutputArea``, the status bar text
@@ -24,7 +26,6 @@ import contextlib
 import json
 import os
 import re
-import shutil
 import signal
 import socket
 import subprocess
@@ -75,7 +76,7 @@ def browser_skip_reason() -> str | None:
         import playwright.sync_api  # noqa: F401
     except ImportError:
         return "playwright is not installed (pip install -e '.[browser]')"
-    if shutil.which("jupyter") is None and not _has_module("jupyterlab"):
+    if not _has_module("jupyterlab"):
         return "jupyterlab is not installed (pip install -e '.[browser]')"
     return None
 
@@ -166,8 +167,6 @@ class JupyterServer:
             # A loopback server driven by a test; the REST helpers below post without a browser cookie.
             "--ServerApp.disable_check_xsrf=True",
             f"--ServerApp.root_dir={dirs['nb']}",
-            # Kernels must start fast and never be culled while a test waits.
-            "--MappingKernelManager.cull_idle_timeout=0",
         ]
         # Named by port: two pytest sessions on one machine must not write into each other's log.
         self.log_path = artifacts_dir() / f"server-{self.app}-{self.port}.log"
@@ -273,9 +272,6 @@ class JupyterServer:
                         return
             time.sleep(0.2)
         raise TimeoutError(f"the kernel of {path} was not idle and connected within {timeout:.0f}s: {last}")
-
-    def kernel_count(self) -> int:
-        return len(self.api("GET", "/api/kernels"))
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -399,9 +395,6 @@ class NotebookPage:
     def output_text(self, index: int) -> str:
         out = self.output(index)
         return out.inner_text(timeout=5_000) if out.count() else ""
-
-    def cell_count(self) -> int:
-        return self.page.locator(".jp-Notebook .jp-Cell").count()
 
     def focus_cell(self, index: int) -> None:
         """Click into the cell's editor (a toast can steal focus; clicking first makes key presses land)."""
