@@ -490,6 +490,7 @@ def run(
     max_seconds: float = 900.0,
     trace_memory: bool = False,
     store: str = "mixed",
+    lanes: bool = False,
 ) -> SoakReport:
     """Run the soak and return its report (see the module docstring for the invariants)."""
     from ipy_responses_ws.session import ResponsesSession
@@ -504,7 +505,9 @@ def run(
     report = SoakReport(turns=turns, chains=chains, pool_size=pool_size)
     per_chain = [turns // chains + (1 if i < turns % chains else 0) for i in range(chains)]
     with emulator_process(ttft=ttft, token_rate=token_rate, max_seconds=max_seconds) as base_url:
-        session = ResponsesSession(base_url=base_url, api_key=KEY, pool_size=pool_size, **SESSION_SETTINGS)
+        session = ResponsesSession(
+            base_url=base_url, api_key=KEY, pool_size=pool_size, use_stream_lanes=lanes, **SESSION_SETTINGS
+        )
         driver = _Driver(session, base_url, report, args)
         try:
             # Warm the process (imports, loop thread, first connections, both transports, the control
@@ -590,6 +593,9 @@ def main(argv: list[str] | None = None) -> int:
         help="store per chain (mixed: even chains on)",
     )
     p.add_argument(
+        "--lanes", action="store_true", help="use_stream_lanes=True (one socket, a lane per chain)"
+    )
+    p.add_argument(
         "--trace-memory", action="store_true", help="also trace live Python allocations (tracemalloc; slower)"
     )
     p.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
@@ -610,6 +616,7 @@ def main(argv: list[str] | None = None) -> int:
         max_seconds=args.max_seconds,
         trace_memory=args.trace_memory,
         store=args.store,
+        lanes=args.lanes,
     )
     print(report.table())
     if report.traced_top:
