@@ -9,6 +9,8 @@ purpose in ways the emulator does not (or should not) cover:
 * ``invalid_utf8``, ``binary``, ``malformed_json``, ``not_an_object`` — accept the upgrade (or the POST) and
   answer the first ``response.create`` with garbage instead of Responses events (PROTOCOL.md §1.12, §2).
 * ``huge`` — a valid event stream whose single answer is *huge_bytes* long (5 MB by default).
+* ``redirect`` — answers everything with ``307 Temporary Redirect`` to *redirect_to* (another origin: the
+  client must not carry the key there).
 
 The self-tests at the bottom prove each mode really misbehaves (with a raw aiohttp client), so a green
 hostile-input test means the client coped, not that the server was polite.
@@ -32,7 +34,7 @@ from aiohttp import WSMsgType, web
 CANARY_KEY = "sk-test-FAKE-canary-7f3e9a1c5b2d4e6f8a0b"
 """A fake key that is easy to grep for. It must never show up in anything a user or a log can see."""
 
-HOSTILE_MODES = ("echo_auth", "invalid_utf8", "binary", "malformed_json", "not_an_object", "huge")
+HOSTILE_MODES = ("echo_auth", "invalid_utf8", "binary", "malformed_json", "not_an_object", "huge", "redirect")
 
 
 @dataclass
@@ -41,6 +43,7 @@ class HostileServer:
 
     mode: str
     huge_bytes: int = 5 * 1024 * 1024
+    redirect_to: str = ""
     port: int = 0
     requests: list[dict[str, Any]] = field(default_factory=list)
 
@@ -71,6 +74,8 @@ class HostileServer:
         )
         if self.mode == "echo_auth":
             return web.Response(status=401, text=self._echo_body(request), content_type="application/json")
+        if self.mode == "redirect":
+            raise web.HTTPTemporaryRedirect(self.redirect_to)
         if request.method == "GET":
             return await self._ws(request)
         return await self._sse(request)

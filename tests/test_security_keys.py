@@ -231,6 +231,23 @@ def test_key_over_cleartext_to_a_remote_host_is_refused_before_connecting(
     assert "allow_insecure" in str(r.error) and leaks(exception_texts(r.error)) == []
 
 
+@pytest.mark.parametrize("transport", ["ws", "sse"])
+def test_a_redirect_to_another_origin_never_carries_the_key(transport: str) -> None:
+    """127.0.0.1 answers 307 to localhost (another origin, both loopback): the key must stay behind."""
+    with HostileServer("echo_auth").run_in_thread() as sink:
+        target = f"http://localhost:{sink.port}/v1/responses"
+        with HostileServer("redirect", redirect_to=target).run_in_thread() as hop:
+            with ResponsesSession(
+                base_url=hop.base_url, api_key=CANARY_KEY, transport=transport, fallback_to_sse=False
+            ) as s:
+                r = s.respond("follow me")
+            assert hop.requests and CANARY_KEY in str(hop.requests[0]["headers"].get("Authorization"))
+    assert r.status == "failed"
+    assert sink.requests, "the redirect was followed"
+    assert all(CANARY_KEY not in json.dumps(req["headers"]) for req in sink.requests)
+    assert leaks(exception_texts(r.error)) == []
+
+
 def test_loopback_cleartext_is_allowed(emu: Emulator) -> None:
     for url in (emu.base_url, emu.base_url.replace("127.0.0.1", "localhost")):
         with ResponsesSession(base_url=url, api_key=CANARY_KEY) as s:
