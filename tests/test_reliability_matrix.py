@@ -10,7 +10,8 @@ Each cell runs three turns on one chain against a zero-delay emulator:
    connection — the lifetime cap, a socket killed between turns — have one). Faults on the WebSocket
    upgrade need a fresh connection, so for them (``faulted_turn=0``) ``A`` is skipped;
 2. turn ``B`` with the fault armed (one shot): its outcome must be the cell's expected one — transparent
-   recovery (the exact ``reply_for`` text, nothing duplicated in the live stream) or a clear, typed error;
+   recovery (the exact ``reply_for`` text, nothing duplicated in the live stream), a clear, typed error, or
+   (the user-interrupt row) a cancel confirmed within 1 s that leaves a true prefix of the answer shown;
 3. a clean turn ``C``: it must answer ``reply_for`` of the chain's *committed* user messages — ``A``, ``B`` if
    and only if ``B`` completed, then ``C`` — so a failed turn never becomes history and a recovered one does.
 

@@ -408,13 +408,8 @@ def test_the_ws_auth_error_reads_cleanly(other_emu: Emulator) -> None:
     assert str(err).count("HTTP 401") == 1, str(err)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug (guidance): errors.py hints tell users to run `%env OPENAI_API_KEY=...`; %env echoes "
-    "'env: OPENAI_API_KEY=sk-...' into the output, so the key lands in the saved notebook (the magic's own "
-    "NO_KEY_MESSAGE rightly suggests getpass)",
-)
 def test_error_hints_never_suggest_typing_the_key_into_a_cell() -> None:
+    """``%env OPENAI_API_KEY=...`` would echo the key into the output (found here, fixed in f9fffca)."""
     from ipy_responses_ws.errors import MissingAPIKeyError
 
     for err in (AuthenticationError(status=401), MissingAPIKeyError()):
