@@ -38,9 +38,9 @@ LOAD = "%load_ext ipy_responses_ws"
 #: ``.jp-RenderedMarkdown``; its italic footer starts with how the turn ended.
 FINAL = ".jp-RenderedMarkdown"
 FOOTER = re.compile(r"\b(done|interrupted|failed|incomplete[^·]*) · ")
-#: A prompt line the emulator reads as "go silent for 30 s after 12 events" (emulator/faults.py): the answer
+#: A prompt line the emulator reads as "go silent for 30 s after 20 events" (emulator/faults.py): the answer
 #: starts, then hangs, so there is time to interrupt or stop it mid-stream.
-STALL = "!fault stall after=12 seconds=30"
+STALL = "!fault stall after=20 seconds=30"
 #: Untrusted HTML in a prompt, which the emulator's answer quotes back: if it were ever inserted as markup, the
 #: browser would run its handler and mark <body>.
 XSS = "<img src=x onerror=\"document.body.dataset.pwned='yes'\">"
