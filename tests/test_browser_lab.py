@@ -108,9 +108,18 @@ def test_respond_streams_then_renders_markdown(lab):
     streaming = [s.length for s in samples if not s.done and s.length > 0]
     rises = sum(1 for a, b in zip(streaming, streaming[1:], strict=False) if b > a)
     assert any(s.watched for s in samples), "the live view never showed the 'WS streaming' badge"
+    # The sampler ticks every 40 ms on the page's main thread, so the gaps between its samples show how long
+    # the page was blocked (rendering widget updates) while the answer streamed.
+    live = [s.seconds for s in samples if not s.done]
+    gaps = sorted(b - a for a, b in zip(live, live[1:], strict=False))
     nb.timings.update(
-        stream_samples=len(streaming), stream_rises=rises, stream_max_chars=max(streaming, default=0)
+        stream_samples=len(streaming),
+        stream_rises=rises,
+        stream_max_chars=max(streaming, default=0),
+        page_tick_gap_median_ms=round(1000 * gaps[len(gaps) // 2], 1) if gaps else None,
+        page_tick_gap_max_ms=round(1000 * gaps[-1], 1) if gaps else None,
     )
+    assert gaps and gaps[-1] < 1.0, f"the page froze for {gaps[-1]:.2f}s while the answer streamed"
     assert rises >= 4, f"the answer did not visibly grow while streaming: {samples}"
     assert max(streaming) - min(streaming) > 200, f"too little growth before the end: {streaming}"
 
