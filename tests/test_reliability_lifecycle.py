@@ -92,7 +92,7 @@ def test_server_that_stops_answering_mid_stream_times_out(transport: str) -> Non
         finally:
             s.close()
     assert isinstance(r.error, StreamTimeoutError) and r.error.phase == "idle"
-    assert 0.5 <= r.elapsed < 2.0, r.elapsed
+    assert 0.5 <= r.elapsed < 3.0, r.elapsed
     assert r.text, "the text streamed before the silence stays visible"
     assert after.status == "completed" and after.text == reply_for(["warm", "still there?"])
 
@@ -191,5 +191,5 @@ def test_notebook_flow_survives_a_restart_and_a_stall() -> None:
         k.shutdown()
     assert first_status == ["failed", "ConnectError"]
     assert out[:3] == ["failed", "StreamTimeoutError", "completed"]
-    assert stall_took < 3.0, f"the silent server held the cell for {stall_took:.1f} s"
+    assert stall_took < 4.0, f"the silent server held the cell for {stall_took:.1f} s"
     assert out[3] == reply_for(["before", "after the restart"])

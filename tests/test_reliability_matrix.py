@@ -186,7 +186,7 @@ MATRIX: list[FaultCase] = [
     ),
     FaultCase(
         "stall mid-stream > idle_timeout",
-        {"kind": "stall", "after": 6, "seconds": 0.8},
+        {"kind": "stall", "after": 6, "seconds": 1.5},
         Expect(
             "StreamTimeoutError",
             "idle timeout (0.3 s) between events; socket discarded",
@@ -201,7 +201,7 @@ MATRIX: list[FaultCase] = [
     ),
     FaultCase(
         "stall before the first event",
-        {"kind": "stall", "after": 0, "seconds": 0.8},
+        {"kind": "stall", "after": 0, "seconds": 1.5},
         Expect(
             "StreamTimeoutError",
             "first-event timeout (0.3 s); socket discarded",

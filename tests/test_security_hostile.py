@@ -172,7 +172,8 @@ def test_a_5mb_answer_streams_without_freezing_the_kernel(kernel: Kernel) -> Non
             time.sleep(0.2)
     print(f"lags while a 5 MB answer streamed: {[round(x, 3) for x in lags]}")
     assert ex.stdout().strip() == "completed"
-    assert max(lags) < 1.0, f"the kernel lagged {max(lags):.2f} s while a 5 MB answer streamed"
+    # Measured 0.1-0.45 s; the bound leaves room for a loaded 2-core machine and still means "not frozen".
+    assert max(lags) < 2.0, f"the kernel lagged {max(lags):.2f} s while a 5 MB answer streamed"
     ex = kernel.execute("print(len(big.text))")
     assert int(ex.stdout()) == 5 * 1024 * 1024
     assert_alive(kernel)

@@ -225,7 +225,7 @@ def test_key_over_cleartext_to_a_remote_host_is_refused_before_connecting(
     finally:
         s.close()
     assert isinstance(r.error, InsecureTransportError), r.error
-    assert took < 0.5, f"{took:.2f} s: something was tried before refusing"
+    assert took < 1.0, f"{took:.2f} s: something was tried before refusing (connect_timeout is 5 s)"
     assert attempts == [], f"a connection was attempted: {attempts}"
     assert status["handshakes"] == 0 and r.fallback_reason is None  # no silent retry over SSE
     assert "allow_insecure" in str(r.error) and leaks(exception_texts(r.error)) == []
