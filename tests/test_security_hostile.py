@@ -149,6 +149,41 @@ def test_hostile_answer_is_inert_in_the_frozen_output(kernel: Kernel) -> None:
     assert found == [], f"the frozen bundle renders active content: {found}"
 
 
+def test_hostile_reasoning_summary_is_inert(kernel: Kernel) -> None:
+    """The emulator's reasoning summary quotes the prompt too: the reasoning accordion must stay inert."""
+    ex = kernel.execute(
+        f"%%respond --raw --new --reasoning-summary auto\n!fault stall after=60 seconds=0.6\n{HOSTILE}"
+    )
+    assert ex.status == "ok", ex.error
+    values = live_values(ex)
+    assert any("Planning turn" in v for v in values), "the reasoning summary should be on screen"
+    for v in values:
+        assert active_content(v) == [], f"live HTML carries active content: {active_content(v)}"
+    data = frozen(ex)["data"]
+    assert (
+        active_content(data.get("text/html", "")) + active_content(_TRUSTED_MD.render(data["text/markdown"]))
+        == []
+    )
+
+
+@pytest.mark.parametrize("transport", ["ws", "sse"])
+def test_hostile_server_error_message_is_inert(kernel: Kernel, emu: Emulator, transport: str) -> None:
+    """A server (or proxy) error message is untrusted text too."""
+    from ipy_responses_ws.emulator import Fault
+
+    emu.add_fault(Fault(kind="error", status=400, message=HOSTILE))
+    ex = kernel.execute(f"%%respond --new -t {transport} -o hostile_err\nplease fail")
+    assert ex.status == "ok", ex.error
+    content = frozen(ex)
+    assert content["metadata"]["ipy_responses_ws"]["status"] == "failed"
+    md = content["data"]["text/markdown"]
+    assert "onerror" in md, "the message should be shown (as text)"
+    found = active_content(_TRUSTED_MD.render(md)) + active_content(content["data"].get("text/html", ""))
+    for v in live_values(ex):
+        found += active_content(v)
+    assert found == [], found
+
+
 # --- a 5 MB answer, garbage frames ----------------------------------------------------------------------------
 
 
