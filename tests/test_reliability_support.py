@@ -9,6 +9,8 @@ purpose in ways the emulator does not (or should not) cover:
 * ``invalid_utf8``, ``binary``, ``malformed_json``, ``not_an_object`` — accept the upgrade (or the POST) and
   answer the first ``response.create`` with garbage instead of Responses events (PROTOCOL.md §1.12, §2).
 * ``huge`` — a valid event stream whose single answer is *huge_bytes* long (5 MB by default).
+* ``hostile_meta`` — a small valid answer whose model name, response id and item id carry HTML markup
+  (:data:`HOSTILE_META`): the client shows those in its status line and footer.
 * ``redirect`` — answers everything with ``307 Temporary Redirect`` to *redirect_to* (another origin: the
   client must not carry the key there).
 
@@ -34,7 +36,18 @@ from aiohttp import WSMsgType, web
 CANARY_KEY = "sk-test-FAKE-canary-7f3e9a1c5b2d4e6f8a0b"
 """A fake key that is easy to grep for. It must never show up in anything a user or a log can see."""
 
-HOSTILE_MODES = ("echo_auth", "invalid_utf8", "binary", "malformed_json", "not_an_object", "huge", "redirect")
+HOSTILE_MODES = (
+    "echo_auth",
+    "invalid_utf8",
+    "binary",
+    "malformed_json",
+    "not_an_object",
+    "huge",
+    "hostile_meta",
+    "redirect",
+)
+#: Markup a hostile server puts into fields the client displays besides the answer (model, ids, usage).
+HOSTILE_META = '<img src=x onerror="window.pwn_meta=1">'
 
 
 @dataclass
@@ -96,8 +109,8 @@ class HostileServer:
                 await ws.send_str('{"type": "response.created", "sequence_number": 0, ')
             elif self.mode == "not_an_object":
                 await ws.send_str('["response.created", 0]')
-            elif self.mode == "huge":
-                for event in huge_events(self.huge_bytes):
+            elif self.mode in ("huge", "hostile_meta"):
+                for event in self._events():
                     await ws.send_str(json.dumps(event))
         return ws
 
@@ -112,11 +125,16 @@ class HostileServer:
             await resp.write(b'event: response.created\ndata: {"type": "response.created", \n\n')
         elif self.mode == "not_an_object":
             await resp.write(b'event: response.created\ndata: ["response.created", 0]\n\n')
-        elif self.mode == "huge":
-            for event in huge_events(self.huge_bytes):
+        elif self.mode in ("huge", "hostile_meta"):
+            for event in self._events():
                 await resp.write(f"event: {event['type']}\ndata: {json.dumps(event)}\n\n".encode())
         await resp.write_eof()
         return resp
+
+    def _events(self) -> Iterator[dict[str, Any]]:
+        if self.mode == "hostile_meta":
+            return huge_events(64, model=f"gpt-5-mini{HOSTILE_META}", rid=f"resp_{HOSTILE_META}")
+        return huge_events(self.huge_bytes)
 
     # --- lifecycle -----------------------------------------------------------------------------------
 
@@ -159,16 +177,17 @@ class HostileServer:
             thread.join(10)
 
 
-def huge_events(total_bytes: int, *, chunk: int = 16_384) -> Iterator[dict[str, Any]]:
+def huge_events(
+    total_bytes: int, *, chunk: int = 16_384, model: str = "gpt-5-mini", rid: str = "resp_" + "ab" * 24
+) -> Iterator[dict[str, Any]]:
     """A valid-looking text response whose answer is *total_bytes* of ``A``s with HTML sprinkled in."""
-    rid = "resp_" + "ab" * 24
     mid = "msg_" + "cd" * 24
     snap = {
         "id": rid,
         "object": "response",
         "created_at": int(time.time()),
         "status": "in_progress",
-        "model": "gpt-5-mini",
+        "model": model,
         "output": [],
         "parallel_tool_calls": True,
         "tool_choice": "auto",

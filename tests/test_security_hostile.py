@@ -184,6 +184,23 @@ def test_hostile_server_error_message_is_inert(kernel: Kernel, emu: Emulator, tr
     assert found == [], found
 
 
+@pytest.mark.parametrize("transport", ["ws", "sse"])
+def test_hostile_metadata_is_inert(kernel: Kernel, transport: str) -> None:
+    """Model name and response id come from the server and are shown in the status line and footer."""
+    with HostileServer("hostile_meta").run_in_thread() as srv:
+        kernel.execute(f"%responses config base_url={srv.base_url}")
+        ex = kernel.execute(f"%%respond --new -t {transport} -o meta\nwho are you")
+    assert ex.status == "ok", ex.error
+    content = frozen(ex)
+    assert content["metadata"]["ipy_responses_ws"]["status"] == "completed"
+    md = content["data"]["text/markdown"]
+    assert "onerror" in md, "the hostile model name / id should be visible as text"
+    found = active_content(_TRUSTED_MD.render(md)) + active_content(content["data"].get("text/html", ""))
+    for v in live_values(ex):
+        found += active_content(v)
+    assert found == [], found
+
+
 # --- a 5 MB answer, garbage frames ----------------------------------------------------------------------------
 
 
