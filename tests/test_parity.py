@@ -176,7 +176,7 @@ def test_store_false_resend_never_mixes_history_and_id(emu):
 @pytest.mark.parametrize("transport", ["ws", "sse"])
 @pytest.mark.parametrize("cause", ["max_output_tokens", "content_filter"])
 def test_incomplete_never_hangs_and_is_never_the_base(emu, transport, cause):
-    s = new_session(emu, idle_timeout=60.0, first_event_timeout=60.0)  # a hang would show as > 3 s
+    s = new_session(emu, idle_timeout=60.0, first_event_timeout=60.0)  # a hang would show as > 8 s
     try:
         base = s.respond("keep this", transport=transport)
         assert base.ok
@@ -185,7 +185,7 @@ def test_incomplete_never_hangs_and_is_never_the_base(emu, transport, cause):
             h = s.start("filtered", transport=transport)
         else:
             h = s.start("cut short", transport=transport, max_output_tokens=5)
-        r = h.result(timeout=3)  # would raise TimeoutError if response.incomplete were not terminal
+        r = h.result(timeout=8)  # would raise TimeoutError if response.incomplete were not terminal
         assert r.status == "incomplete" and r.error is None and r.incomplete_reason == cause
         assert "not added to the conversation" in footer_text(r)
         assert s.chain().turns == 1 and s.chain().previous_response_id == base.response_id
@@ -569,7 +569,7 @@ async def test_silent_handshake_times_out_in_connect_phase():
         took = time.perf_counter() - t0
         assert r.status == "failed" and r.error.phase == "connect" and r.error.seconds == 0.5
         assert "connect_timeout" in str(r.error)
-        assert 0.45 < took < 3.0 and r.fallback_reason is None and r.transport is None
+        assert 0.45 < took < 5.0 and r.fallback_reason is None and r.transport is None
         assert len(accepted) == 1  # one attempt: no SSE request to the same silent host
     finally:
         await s.aclose()
@@ -664,14 +664,18 @@ def test_failed_mid_stream_turn_still_names_its_transport(session, emu, transpor
 
 
 @pytest.mark.parametrize("transport", ["ws", "sse"])
-def test_v1_response_done_ends_the_turn_promptly(session, emu, transport):
-    rid = f"resp_v1done{transport}0123456789abcdef"
-    events = _scripted_no_delta_answer(rid, "Answer ended by the v1 terminal.")
-    events[-1] = dict(events[-1], type="response.done")
-    emu.add_script(events, transport="ws" if transport == "ws" else "sse")
-    r = session.start("v1 server", transport=transport).result(timeout=3)  # idle_timeout is 5 s
-    assert r.ok and r.text == "Answer ended by the v1 terminal." and r.response_id == rid
-    assert session.chain().previous_response_id == rid  # a completed v1 answer is a chain base
+def test_v1_response_done_ends_the_turn_promptly(emu, transport):
+    s = new_session(emu, idle_timeout=60.0)  # waiting for more frames would show as > 8 s
+    try:
+        rid = f"resp_v1done{transport}0123456789abcdef"
+        events = _scripted_no_delta_answer(rid, "Answer ended by the v1 terminal.")
+        events[-1] = dict(events[-1], type="response.done")
+        emu.add_script(events, transport="ws" if transport == "ws" else "sse")
+        r = s.start("v1 server", transport=transport).result(timeout=8)
+        assert r.ok and r.text == "Answer ended by the v1 terminal." and r.response_id == rid
+        assert s.chain().previous_response_id == rid  # a completed v1 answer is a chain base
+    finally:
+        s.close()
 
 
 # --- row 34 / PROTOCOL §2.6: a refusal is the answer the user must see, live and in the saved notebook -------
