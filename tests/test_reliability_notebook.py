@@ -2,9 +2,9 @@
 
 The session-API matrix (``test_reliability_matrix.py``) checks every cell in depth; this module checks that
 the same faults reach the user correctly through the magic: the frozen output says how the turn ended (and
-the error, in plain words), the ``-o`` result carries the expected error class, an interrupt stops the cell,
-and the next cell of the same chain answers with the exact ``reply_for`` text. Foreground cells only (the
-background path is covered on the session API and by the soak).
+the error, in plain words), the ``-o`` result carries the expected error class, an interrupt (foreground) or
+the view's Stop button (``--background``) stops the turn, and the next cell of the same chain answers with the
+exact ``reply_for`` text.
 """
 
 from __future__ import annotations
@@ -49,29 +49,75 @@ def _config(kernel: Kernel, settings: dict[str, Any]) -> None:
     assert kernel.execute(f"%responses config {pairs}").status == "ok"
 
 
+def _streaming(kernel: Kernel, msg_id: str) -> Any:
+    """True once a widget update of that cell carries answer text (checks every iopub message read)."""
+
+    def check(_m: Any) -> bool:
+        return any(
+            "Turn" in json.dumps(m["content"].get("data", {}).get("state", {}))
+            for m in kernel.all_messages
+            if m["msg_type"] == "comm_msg" and m["parent_header"].get("msg_id") == msg_id
+        )
+
+    return check
+
+
+def _run_background(kernel: Kernel, cell: str, *, cancel: bool) -> tuple[Execution, dict[str, Any]]:
+    """Run a ``--background`` cell (it must return at once); optionally press its Stop button mid-stream;
+    return the cell and the content of the frozen bundle that later replaces its view."""
+    t0 = time.monotonic()
+    ex = kernel.execute(cell)
+    assert ex.status == "ok", ex.error
+    assert ex.reply_at - t0 < 2.0, "a background cell must return at once"
+    display_id = next(m for m in ex.of_type("display_data"))["content"]["transient"]["display_id"]
+    if cancel:
+        kernel.read_until(_streaming(kernel, ex.msg_id), what="streamed text", timeout=20)
+        stop = next(
+            m for m in ex.comm_opens("ButtonModel") if m["content"]["data"]["state"]["description"] == "Stop"
+        )
+        kernel.click(stop["content"]["comm_id"])
+    seen = [
+        m
+        for m in kernel.all_messages
+        if m["msg_type"] == "update_display_data" and m["content"]["transient"]["display_id"] == display_id
+    ]
+    msg = seen[-1] if seen else None
+    if msg is None:
+        msg = kernel.read_until(
+            lambda m: (
+                m is not None
+                and m["msg_type"] == "update_display_data"
+                and m["content"]["transient"]["display_id"] == display_id
+            ),
+            timeout=30,
+            what="the background view to freeze",
+        )
+    # The -o variable is stored right after the freeze, on the loop thread.
+    deadline = time.monotonic() + 10
+    while kernel.execute("print('nb_b' in globals())").stdout().strip() != "True":
+        assert time.monotonic() < deadline, "the -o variable was never set"
+        time.sleep(0.05)
+    return ex, msg["content"]
+
+
 def _run_cancelled(kernel: Kernel, cell: str) -> Execution:
     """Run a cell and press Interrupt as soon as its answer is visibly streaming."""
     msg_id = kernel.submit(cell)
-    ex = kernel._execution(msg_id)
-
-    def streaming(_m: Any) -> bool:
-        return any(
-            "Turn" in json.dumps(m["content"].get("data", {}).get("state", {}))
-            for m in ex.messages
-            if m["msg_type"] == "comm_msg"
-        )
-
-    kernel.read_until(streaming, what="streamed text", timeout=20)
+    kernel.read_until(_streaming(kernel, msg_id), what="streamed text", timeout=20)
     kernel.interrupt()
     return kernel.collect(msg_id, timeout=20)
 
 
+@pytest.mark.parametrize("mode", ["foreground", "background"])
 @pytest.mark.parametrize("transport", ["ws", "sse"])
 @pytest.mark.parametrize("case", MATRIX, ids=[c.id.replace(" ", "_") for c in MATRIX])
-def test_fault_through_the_notebook(kernel: Kernel, emu: Emulator, case: FaultCase, transport: str) -> None:
+def test_fault_through_the_notebook(
+    kernel: Kernel, emu: Emulator, case: FaultCase, transport: str, mode: str
+) -> None:
     emu.clear_faults()
+    kernel.execute("for _n in ('nb_a', 'nb_b', 'nb_c'): globals().pop(_n, None)")
     _config(kernel, {**FAST, **case.settings})
-    tag = f"{case.id}/{transport}"
+    tag = f"{case.id}/{transport}/{mode}"
     a, b, c = f"nb first of {tag}", f"nb faulted {tag}", f"nb after {tag}"
     committed: list[str] = []
     if case.faulted_turn == 1:
@@ -82,15 +128,21 @@ def test_fault_through_the_notebook(kernel: Kernel, emu: Emulator, case: FaultCa
         kernel.execute("%responses close")  # the upgrade fault needs a fresh connection
     new = " --new" if case.faulted_turn == 0 else ""
     emu.add_fault(Fault(**case.fault))
-    cell = f"%%respond{new} -t {transport} -o nb_b\n{b}"
+    cancel = case.action == "cancel"
     t0 = time.monotonic()
-    ex = _run_cancelled(kernel, cell) if case.action == "cancel" else kernel.execute(cell)
+    if mode == "background":
+        ex, content = _run_background(
+            kernel, f"%%respond{new} --background -t {transport} -o nb_b\n{b}", cancel=cancel
+        )
+    else:
+        cell = f"%%respond{new} -t {transport} -o nb_b\n{b}"
+        ex = _run_cancelled(kernel, cell) if cancel else kernel.execute(cell)
+        content = frozen(ex)
     took = time.monotonic() - t0
     emu.clear_faults()
     _config(kernel, {"idle_timeout": 120, "first_event_timeout": 300})
 
     exp = case.expect(transport)
-    content = frozen(ex)
     status = content["metadata"]["ipy_responses_ws"]["status"]
     markdown = content["data"]["text/markdown"]
     got = json.loads(
@@ -107,7 +159,8 @@ def test_fault_through_the_notebook(kernel: Kernel, emu: Emulator, case: FaultCa
             assert content["metadata"]["ipy_responses_ws"]["transport"] == exp.served_by
         committed.append(b)
     elif exp.outcome == CANCELLED:
-        assert ex.error and ex.error["ename"] == "KeyboardInterrupt"
+        if mode == "foreground":  # Interrupt re-raises so "Run All" stops; Stop in the background does not
+            assert ex.error and ex.error["ename"] == "KeyboardInterrupt"
         assert status == "cancelled" and got[0] == "cancelled"
         assert reply_for([*committed, b]).startswith(got[3])
         assert took < 5, f"the interrupted cell took {took:.1f} s"
