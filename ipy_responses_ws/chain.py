@@ -40,7 +40,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["Chain", "TurnPlan", "user_message", "output_to_input", "output_text"]
+__all__ = ["Chain", "TurnPlan", "user_message", "output_to_input", "output_text", "paragraph_break"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,15 +60,30 @@ def user_message(text: str) -> dict[str, Any]:
     return {"type": "message", "role": "user", "content": [{"type": "input_text", "text": text}]}
 
 
+def paragraph_break(text: str) -> str:
+    """What goes between the text so far and a further message item: a blank line, as the live view shows."""
+    if not text or text.endswith("\n\n"):
+        return ""
+    return "\n" if text.endswith("\n") else "\n\n"
+
+
 def output_text(response: dict[str, Any]) -> str:
-    """Concatenated ``output_text`` of every assistant message in a Response object."""
-    parts: list[str] = []
+    """The ``output_text`` of every assistant message in a Response object.
+
+    Several message items (e.g. commentary and final-answer phases) stay separate paragraphs, joined the
+    way ``render.TurnState`` shows them live, so the saved answer reads like the one the user watched.
+    """
+    text = ""
+    messages = 0
     for item in response.get("output") or ():
         if isinstance(item, dict) and item.get("type") == "message":
+            if messages:
+                text += paragraph_break(text)
+            messages += 1
             for part in item.get("content") or ():
                 if isinstance(part, dict) and part.get("type") == "output_text":
-                    parts.append(part.get("text") or "")
-    return "".join(parts)
+                    text += part.get("text") or ""
+    return text
 
 
 def output_to_input(item: dict[str, Any], *, stored: bool) -> dict[str, Any] | None:
@@ -106,6 +121,29 @@ def output_to_input(item: dict[str, Any], *, stored: bool) -> dict[str, Any] | N
     return None
 
 
+def _without_calls(items: list[dict[str, Any]], call_ids: set[str]) -> list[dict[str, Any]]:
+    """*items* minus the ``function_call`` items of *call_ids* and the reasoning item right before each.
+
+    A reasoning item must be followed by the item it produced, so it goes with its call.
+    """
+    if not call_ids:
+        return list(items)
+    out: list[dict[str, Any]] = []
+    for item in items:
+        if item.get("type") == "function_call" and item.get("call_id") in call_ids:
+            if out and _is_reasoning(out[-1]):
+                out.pop()
+            continue
+        out.append(item)
+    return out
+
+
+def _is_reasoning(item: dict[str, Any]) -> bool:
+    if item.get("type") == "reasoning":
+        return True
+    return item.get("type") == "item_reference" and str(item.get("id") or "").startswith("rs_")
+
+
 class Chain:
     """One named conversation. Pure state; the session serializes its turns with a lock."""
 
@@ -130,6 +168,9 @@ class Chain:
         # the pool hands it back to this chain when idle, so store=false can chain through its cache.
         self.connection_id: str | None = None
         self.last_model: str | None = None
+        # call_ids of the function calls the last completed response made. The next turn must answer each
+        # with a function_call_output, or the real API rejects a by-id request ("No tool output found").
+        self.pending_calls: list[str] = []
 
     def plan(
         self,
@@ -145,7 +186,15 @@ class Chain:
         if self.previous_response_id is None:
             return TurnPlan(new_items, None, False, None, transport, store)
         if force_full:
-            return self._full(new_items, "previous response not found on the server", transport, store)
+            # The server lost the parent, so it lost the parent's items too: no references to them.
+            why = "previous response not found on the server"
+            return self._full(new_items, why, transport, store, references=False)
+        unanswered = self.unanswered_calls(new_items)
+        if unanswered:
+            # Chaining by id would leave these calls without outputs (PRIOR-ART.md livekit #5094): resend the
+            # conversation without them instead (the user moved on; _full leaves them out).
+            why = f"the previous turn's function calls got no output ({', '.join(unanswered)}): left out"
+            return self._full(new_items, why, transport, store)
         if self.last_store:
             return TurnPlan(new_items, self.previous_response_id, False, None, transport, store)
         if transport == "ws" and same_connection and self.last_transport == "ws":
@@ -158,8 +207,24 @@ class Chain:
             why = "store=false and the WebSocket connection changed"
         return self._full(new_items, why, transport, store)
 
-    def _full(self, new_items: list[dict[str, Any]], why: str, transport: str, store: bool) -> TurnPlan:
-        return TurnPlan([*self.transcript, *new_items], None, bool(self.transcript), why, transport, store)
+    def unanswered_calls(self, new_items: list[dict[str, Any]]) -> list[str]:
+        """The pending call ids that *new_items* do not answer with a ``function_call_output``."""
+        answered = {it.get("call_id") for it in new_items if it.get("type") == "function_call_output"}
+        return [c for c in self.pending_calls if c not in answered]
+
+    def _full(
+        self,
+        new_items: list[dict[str, Any]],
+        why: str,
+        transport: str,
+        store: bool,
+        *,
+        references: bool = True,
+    ) -> TurnPlan:
+        history = _without_calls(self.transcript, set(self.unanswered_calls(new_items)))
+        if not references:
+            history = [it for it in history if it.get("type") != "item_reference"]
+        return TurnPlan([*history, *new_items], None, bool(history), why, transport, store)
 
     def commit(
         self,
@@ -173,12 +238,17 @@ class Chain:
         if response.get("status", "completed") != "completed":
             raise ValueError("only a completed response may advance the chain")
         stored = bool(response.get("store", plan.store if plan.store is not None else True))
+        # Calls this turn left unanswered were left out of its request: leave them out for good.
+        self.transcript = _without_calls(self.transcript, set(self.unanswered_calls(new_input_items)))
         self.transcript.extend(new_input_items)
+        self.pending_calls = []
         for item in response.get("output") or ():
             if isinstance(item, dict):
                 replay = output_to_input(item, stored=stored)
                 if replay is not None:
                     self.transcript.append(replay)
+                if item.get("type") == "function_call" and item.get("call_id"):
+                    self.pending_calls.append(str(item["call_id"]))
         self.previous_response_id = response.get("id")
         self.turns += 1
         self.last_transport = plan.transport

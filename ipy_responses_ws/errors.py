@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import Any, TypeVar
 
 __all__ = [
     "ResponsesError",
@@ -124,6 +124,31 @@ def _rebuild(cls: type[ResponsesError], state: dict[str, Any]) -> ResponsesError
     err = cls.__new__(cls)
     err.__dict__.update(state)
     Exception.__init__(err, str(err))
+    return err
+
+
+_E = TypeVar("_E", bound=BaseException)
+
+
+def strip_tracebacks(err: _E) -> _E:
+    """Drop the tracebacks of *err* and of every exception chained to it (``__cause__``/``__context__``).
+
+    Errors cross from the I/O loop into ``TurnResult.error`` and into user cells, where traceback renderers
+    that show frame locals (IPython ``%xmode Verbose``, rich, Sentry) would print whatever the loop-side
+    frames held: request headers, the raw echoed body, hence the API key (DESIGN.md §6). The messages are
+    already redacted at construction; the frames are the part that is not. Returns *err* for chaining.
+    """
+    seen: set[int] = set()
+    todo: list[BaseException | None] = [err]
+    while todo:
+        exc = todo.pop()
+        if exc is None or id(exc) in seen:
+            continue
+        seen.add(id(exc))
+        exc.__traceback__ = None
+        todo += [exc.__cause__, exc.__context__]
+        if isinstance(exc, BaseExceptionGroup):
+            todo += list(exc.exceptions)
     return err
 
 

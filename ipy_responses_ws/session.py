@@ -34,7 +34,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from .chain import Chain, TurnPlan, output_text, user_message
+from .chain import Chain, TurnPlan, output_text, paragraph_break, user_message
 from .config import Settings
 from .errors import (
     APIError,
@@ -44,6 +44,7 @@ from .errors import (
     PoolClosedError,
     ResponseFailedError,
     ResponsesError,
+    strip_tracebacks,
 )
 from .events import Notice, ServerEvent, error_from_event
 from .runtime import Runtime, get_runtime
@@ -62,6 +63,7 @@ _DELTA = "response.output_text.delta"
 _SUMMARY_DELTA = "response.reasoning_summary_text.delta"
 _REFUSAL_DELTA = "response.refusal.delta"
 _ITEM_DONE = "response.output_item.done"
+_ITEM_ADDED = "response.output_item.added"
 _CREATED = "response.created"
 
 
@@ -170,6 +172,8 @@ class TurnHandle:
         fut = self._future
         if fut is not None:
             fut.cancel()  # cancels the loop-side task (thread-safe)
+        if self._session._runtime.in_loop_thread():
+            return self._done.is_set()  # the turn ends on this loop: waiting here would block it
         return self._done.wait(wait)
 
     def add_done_callback(self, fn: Callable[[TurnResult], Any]) -> None:
@@ -224,6 +228,7 @@ class _Recorder:
         "response_id",
         "t0",
         "notices",
+        "messages",
     )
 
     def __init__(self, handle: TurnHandle, on_event: Callable[[Any], Any] | None) -> None:
@@ -238,6 +243,7 @@ class _Recorder:
         self.response_id: str | None = None
         self.t0 = handle.started_at
         self.notices: list[Notice] = []
+        self.messages = 0  # message items seen: a further one starts a new paragraph (as the live view)
 
     def __call__(self, item: ServerEvent | Notice) -> None:
         if item.__class__ is ServerEvent:
@@ -255,6 +261,12 @@ class _Recorder:
                 it = item.data.get("item")
                 if isinstance(it, dict) and it.get("type") == "function_call":
                     self.calls.append(it)
+            elif etype == _ITEM_ADDED:
+                it = item.data.get("item")
+                if isinstance(it, dict) and it.get("type") == "message":
+                    if self.messages and self.parts:
+                        self.parts.append(paragraph_break("".join(self.parts)))
+                    self.messages += 1
             elif etype == _CREATED:
                 resp = item.data.get("response")
                 if isinstance(resp, dict):
@@ -388,12 +400,16 @@ class ResponsesSession:
         tools: list[dict[str, Any]] | None = None,
         tool_outputs: Mapping[str, str] | Sequence[tuple[str, str]] | None = None,
         on_event: Callable[[Any], Any] | None = None,
-        _queue_events: bool = True,
+        _queue_events: bool | None = None,
     ) -> TurnHandle:
         """Start a turn and return at once; read it with the handle (or ``on_event`` on the loop thread).
 
         ``tool_outputs`` (``{call_id: output}``) answers the function calls of the chain's last turn: they go
         first, as ``function_call_output`` items, followed by the prompt if it is not empty.
+
+        With ``on_event`` the events go to the callback only: the handle's ``get()``/``events()`` see just
+        the end. Queueing them as well, for nobody, held every event of a background turn for as long as its
+        view lived (+60 MB for three 200 KB answers, tests/test_reliability_memory.py).
         """
         if self._closed:
             raise PoolClosedError()
@@ -421,7 +437,8 @@ class ResponsesSession:
         if prompt:
             items.append(user_message(prompt))
         spec = _TurnSpec(prompt, chain, new, transport, overrides, tools, on_event, items)
-        handle = TurnHandle(self, chain, prompt, queue_events=_queue_events)
+        queue_events = on_event is None if _queue_events is None else _queue_events
+        handle = TurnHandle(self, chain, prompt, queue_events=queue_events)
         with self._inflight_lock:
             self._inflight.add(handle)
         try:
@@ -505,6 +522,10 @@ class ResponsesSession:
             handles = list(self._inflight)
         for h in handles:
             h.cancel(wait=0)
+        if self._runtime.in_loop_thread():
+            # Called from an on_event or done callback: the turns can only end on this very loop, so
+            # waiting here would freeze every stream of the process for a second per turn.
+            return len(handles)
         for h in handles:
             h._done.wait(1.0)
         return len(handles)
@@ -634,12 +655,12 @@ class ResponsesSession:
             raise
         except ResponsesError as exc:
             result.status = "failed"
-            result.error = exc
+            result.error = strip_tracebacks(exc)  # its frames hold request headers, hence the key
             self._fill_partial(result, rec)
         except Exception as exc:  # a bug must still end the turn visibly, never hang the cell
             log.exception("unexpected error in a turn")
             result.status = "failed"
-            result.error = ResponsesError(f"Internal error: {type(exc).__name__}: {exc}")
+            result.error = strip_tracebacks(ResponsesError(f"Internal error: {type(exc).__name__}: {exc}"))
             self._fill_partial(result, rec)
         finally:
             result.elapsed = time.perf_counter() - handle.started_at
