@@ -7,14 +7,16 @@ lanes per connection; each lane caches its own latest response (§1.7). A server
 
 How it works here:
 
-* each chain maps to one lane name (:func:`lane_id`, stable and valid per the ``stream_id`` pattern);
+* each chain maps to one lane name (:func:`lane_id`, stable and valid per the ``stream_id`` pattern; a
+  ``.N`` generation suffix after an abandon, below);
 * each connection has **one reader task** that routes frames by ``stream_id`` to the turn consuming that
   lane (an ``asyncio.Queue`` per lane), so one socket still has exactly one reader;
 * a turn that ends without its terminal event (cancel, timeout) **abandons** its lane: the server keeps
   streaming that response (there is no cancel event, §1.6), so the reader drops that lane's frames
-  until the abandoned response's terminal (or request-level error) arrived; the lane FIFO guarantees the
-  next response on the lane comes after it. The lane's cache is then unknown, so the chain is told
-  nothing is cached (a ``store=false`` chain resends its transcript);
+  until the abandoned response's terminal (or request-level error) arrived, then forgets the lane. The
+  chain's next turn goes to a **fresh lane name** (generation ``.N``): on the old lane it would queue FIFO
+  behind the response the server is still generating (measured: it waited the whole 2 s stall). The new
+  lane caches nothing, so a ``store=false`` chain resends its transcript;
 * a connection-level event (an ``error`` without ``stream_id``, e.g. the connection cap), a close, a binary
   frame or invalid JSON fails every lane of that connection, and the connection is discarded;
 * connections are picked by lane affinity first, then by free capacity; at most ``pool_size`` are open.
@@ -77,7 +79,16 @@ class _Closed:
 
 
 class _Lane:
-    __slots__ = ("name", "queue", "busy", "skip", "skip_started", "cached_response_id", "received")
+    __slots__ = (
+        "name",
+        "queue",
+        "busy",
+        "skip",
+        "skip_started",
+        "cached_response_id",
+        "received",
+        "retired",
+    )
 
     def __init__(self, name: str) -> None:
         self.name = name
@@ -87,6 +98,7 @@ class _Lane:
         self.skip_started = False
         self.cached_response_id: str | None = None
         self.received = False  # the current turn got at least one event
+        self.retired = False  # abandoned: the chain moved to a fresh lane; forget it once drained
 
 
 class LaneConnection:
@@ -153,6 +165,8 @@ class LaneConnection:
             ):
                 lane.skip -= 1
                 lane.skip_started = False
+                if not lane.skip and lane.retired and not lane.busy:
+                    del self.lanes[lane.name]  # drained: frees its place among MAX_LANES
             return
         if lane.queue is not None:
             lane.queue.put_nowait(ev)
@@ -179,6 +193,9 @@ class LanePool:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._closed = False
         self.handshakes = 0
+        # Lane generation per chain: bumped when a turn abandons its lane, so the chain's next turn does not
+        # queue FIFO behind the abandoned response the server is still generating (§1.5).
+        self._generation: dict[str, int] = {}
 
     @property
     def closed(self) -> bool:
@@ -205,9 +222,11 @@ class LanePool:
         settings: Settings,
         affinity: str | None = None,
     ) -> Outcome:
-        name = lane_id(affinity)
+        key = affinity or "default"
         retried = reconnected = fresh_only = False
         while True:
+            gen = self._generation.get(key, 0)
+            name = lane_id(key) if not gen else f"{lane_id(key)}.{gen}"
             conn, lane, reused = await self._lease(settings, emit, name, fresh_only=fresh_only)
             received = False
             ended = False  # the server finished this request (terminal or request-level error)
@@ -265,6 +284,8 @@ class LanePool:
                 raise end.error from None
             finally:
                 self._release(conn, lane, abandoned=not ended)
+                if not ended:
+                    self._generation[key] = gen + 1
 
     async def _consume(
         self, conn: LaneConnection, lane: _Lane, emit: Emit, settings: Settings
@@ -407,6 +428,7 @@ class LanePool:
         if abandoned and conn.usable():
             lane.skip += 1
             lane.cached_response_id = None
+            lane.retired = True  # run() moves the chain to a fresh lane name
         if not conn.usable():
             self._drop(conn)
         cond = self._cond
