@@ -502,9 +502,13 @@ class NotebookPage:
     # --- kernel and file -----------------------------------------------------------------------------------
 
     def interrupt(self, how: str = "toolbar") -> None:
-        """Interrupt the kernel: the toolbar's ■ button (``"toolbar"``) or ``I,I`` in command mode (``"keys"``)."""
+        """Interrupt the kernel: the toolbar's ■ button (``"toolbar"``), Kernel → Interrupt Kernel (``"menu"``)
+        or ``I,I`` in command mode (``"keys"``)."""
         if how == "toolbar":
             self.page.locator("jp-button[data-command='notebook:interrupt-kernel']").first.click()
+        elif how == "menu":
+            self.page.locator(".lm-MenuBar-itemLabel", has_text=re.compile(r"^Kernel$")).first.click()
+            self.page.get_by_role("menuitem", name=re.compile(r"^Interrupt Kernel")).first.click()
         elif how == "keys":
             self.page.keyboard.press("Escape")  # leave the editor: command mode
             self.page.keyboard.press("i")

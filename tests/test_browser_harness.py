@@ -26,6 +26,7 @@ WIDGETS = (
 ASK_KERNEL = "print('transport=' + t.value)"
 SLEEP = "import time\nprint('started', flush=True)\ntime.sleep(60)"
 AFTER = "print('after', 6 * 7)"
+SLEEP_AGAIN = "import time\nprint('sleeping again', flush=True)\ntime.sleep(60)"
 #: The same probe test_browser_lab.py puts in a prompt: shown as HTML, it marks <body> when its handler runs.
 HTML_PROBE = (
     'from IPython.display import HTML\nHTML("<img src=x onerror=\\"document.body.dataset.pwned=\'yes\'\\">")'
@@ -33,7 +34,7 @@ HTML_PROBE = (
 
 
 def test_plain_cells_in_jupyterlab(new_notebook, browser_env, browser_context):  # noqa: F811
-    nb = new_notebook(["", STREAM, WIDGETS, ASK_KERNEL, SLEEP, AFTER, HTML_PROBE])
+    nb = new_notebook(["", STREAM, WIDGETS, ASK_KERNEL, SLEEP, AFTER, HTML_PROBE, SLEEP_AGAIN])
     nb.mark("kernel_idle")
 
     # Typing into a cell and pressing Shift+Enter runs it; the kernel inherits the server's environment (how
@@ -82,6 +83,11 @@ def test_plain_cells_in_jupyterlab(new_notebook, browser_env, browser_context): 
     nb.screenshot("interrupted")
     nb.run_cell(5)
     assert "after 42" in nb.wait_for_output(5, "after")
+    # And Kernel → Interrupt Kernel from the menu bar, on the same cell run again.
+    nb.run_cell(7)
+    nb.wait_for_output(7, "sleeping again")
+    nb.interrupt("menu")
+    nb.wait_for_output(7, "KeyboardInterrupt", timeout_ms=15_000)
     nb.mark("interrupted")
 
     # The HTML probe works: an <img onerror> displayed as HTML does run in the page. So when the extension's
