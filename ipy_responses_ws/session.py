@@ -325,6 +325,8 @@ class ResponsesSession:
         self._inflight: set[TurnHandle] = set()
         self._inflight_lock = threading.Lock()
         self._transport_callbacks: list[Callable[[str], Any]] = []
+        # A remembered 426 belongs to the WS URL that answered it: another base_url is tried afresh.
+        self._ws_blocked_url: str | None = None
         self._ws_blocked_until = 0.0
         self._ws_blocked_reason: str | None = None
         self._closed = False
@@ -361,6 +363,15 @@ class ResponsesSession:
         if changed:
             for cb in list(self._transport_callbacks):
                 _safe_call(cb, value)
+
+    def _ws_blocked(self, settings: Settings) -> bool:
+        """True while a 426 from this very WS URL is remembered (WS_426_MEMORY)."""
+        if time.monotonic() >= self._ws_blocked_until:
+            return False
+        try:
+            return settings.ws_url() == self._ws_blocked_url
+        except ResponsesError:
+            return False
 
     def on_transport_change(self, callback: Callable[[str], Any]) -> None:
         """``callback(new_transport)`` after each change, on the thread that made it."""
@@ -547,7 +558,11 @@ class ResponsesSession:
             conns = self._runtime.run(_conns(), timeout=5)
         return {
             "transport": self._transport,
-            "ws_blocked_for": max(0.0, round(self._ws_blocked_until - time.monotonic(), 1)) or None,
+            "ws_blocked_for": (
+                max(0.0, round(self._ws_blocked_until - time.monotonic(), 1)) or None
+                if self._ws_blocked(self._settings)
+                else None
+            ),
             "connections": conns,
             "handshakes": sum(p.handshakes for p in self._pools()),
             "in_flight": len(self._inflight),
@@ -701,7 +716,7 @@ class ResponsesSession:
         epoch = chain.epoch
         items = spec.items
         transport = spec.transport or self._transport
-        if transport == "ws" and spec.transport is None and time.monotonic() < self._ws_blocked_until:
+        if transport == "ws" and spec.transport is None and self._ws_blocked(settings):
             transport = "sse"
             result.fallback_reason = self._ws_blocked_reason
             rec(Notice("fallback", {"reason": self._ws_blocked_reason}))
@@ -794,6 +809,7 @@ class ResponsesSession:
             reason = _fallback_reason(exc)
             if isinstance(exc, HandshakeError) and exc.status == 426:
                 self._ws_blocked_until = time.monotonic() + WS_426_MEMORY
+                self._ws_blocked_url = settings.ws_url()
                 self._ws_blocked_reason = f"{reason} (remembered for {WS_426_MEMORY:g} s)"
             result.fallback_reason = reason
             rec(Notice("fallback", {"reason": reason}))

@@ -440,12 +440,13 @@ async def open_websocket(
 
 def _handshake_error(status: int, url: str, message: str) -> ResponsesError:
     """401/403 → AuthenticationError (never fall back); 429 → RateLimitError; else HandshakeError."""
+    # No "(HTTP nnn)" in the messages: APIError.__str__ appends the status from the field.
     if status in (401, 403):
         return AuthenticationError(
-            f"The server rejected the API key on the WebSocket handshake (HTTP {status}).", status=status
+            "The server rejected the API key on the WebSocket handshake.", status=status
         )
     if status == 429:
-        return RateLimitError("Rate limited on the WebSocket handshake (HTTP 429).", status=429)
+        return RateLimitError("Rate limited on the WebSocket handshake.", status=429)
     return HandshakeError(status=status, url=url, body=message or None)
 
 
