@@ -728,7 +728,10 @@ class _WsConnection:
                     break
                 else:  # CLOSING, CLOSED, ERROR (e.g. 1009 on an oversized frame)
                     if msg.type == WSMsgType.ERROR and self.entry.server_close_code is None:
-                        self.entry.server_close_code = self.ws.close_code
+                        # The code we closed with (1009 for an oversized frame) is on the error itself;
+                        # ws.close_code may already read 1006 when the peer dropped during the close.
+                        code = getattr(msg.data, "code", None)
+                        self.entry.server_close_code = code if isinstance(code, int) else self.ws.close_code
                     break
         finally:
             for task in self.workers.values():
