@@ -220,6 +220,11 @@ def test_interrupt_stops_foreground_stream(lab):
     nb.run_cell(1)
     nb.wait_for_output(1, "Turn 1", timeout_ms=20_000)
     nb.screenshot("stalled-mid-stream")
+    # A foreground cell cannot handle a click until it ends, so its Stop must not look usable (DESIGN.md §2);
+    # the live status line points to Interrupt instead.
+    stop = nb.output(1).get_by_role("button", name="Stop")
+    assert stop.count() == 0 or stop.first.is_disabled(), "a foreground Stop button that cannot work"
+    assert "Interrupt" in nb.output_text(1)
     t0 = time.monotonic()
     nb.interrupt("toolbar")
     wait_final(nb, 1, timeout_ms=10_000)
