@@ -1,9 +1,10 @@
 """Faults with ``use_stream_lanes=True`` (one shared socket, one ``stream_id`` lane per chain, PROTOCOL.md §1.5).
 
-The whole session-API matrix passes in lanes mode except the first-event timeout row, whose next turn times out
-too. The cause, isolated here: an abandoned response (interrupted, or timed out) keeps running on the server,
-and a lane is FIFO, so the chain's next create on the *same* lane waits behind it. Without lanes the dirty
-socket is closed and the next turn starts at once (the control test below).
+A one-off run of the session-API matrix in lanes mode failed only the first-event-timeout row: its next turn
+timed out too. The cause, isolated here: an abandoned response (interrupted, or timed out) keeps running on
+the server, and a lane is FIFO, so the chain's next create on the *same* lane waited behind it (1.7-2.0 s for
+a 2 s stall). Fixed in f43cbae (a fresh ``stream_id`` generation after an abandoned turn); these tests keep it
+fixed. Without lanes the dirty socket is closed and the next turn starts at once (the control test).
 """
 
 from __future__ import annotations
@@ -58,14 +59,6 @@ def test_without_lanes_the_next_turn_does_not_wait(emu: Emulator, how: str) -> N
     assert _next_turn_after_abandoning(emu, how, lanes=False) < 0.5
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: with use_stream_lanes the chain's next create goes to the same stream_id lane, FIFO behind "
-    "the abandoned response, so it waits for the server to finish it (measured 1.7-2.0 s for a 2 s stall; "
-    "a real model can take minutes, and a short first_event_timeout then fails the next turn too). "
-    "Suggested fix: after an abandoned turn, give the chain a fresh stream_id (the chain resends its "
-    "transcript if store=false) or retire the socket as in pool mode",
-)
 @pytest.mark.parametrize("how", ["cancel", "timeout"])
 def test_with_lanes_the_next_turn_does_not_wait_for_the_abandoned_one(emu: Emulator, how: str) -> None:
     assert _next_turn_after_abandoning(emu, how, lanes=True) < 0.5

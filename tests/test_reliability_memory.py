@@ -1,9 +1,10 @@
 """Kernel memory around long answers: foreground vs ``--background`` cells.
 
-Found by the soak (docs/reliability.md §2): a turn started with ``on_event`` still puts every event into its
-``TurnHandle`` queue, which nobody reads in background mode, so a long answer keeps all its event objects
-alive until the turn ends. The small-object arenas they filled stay mapped afterwards (fragmentation), so the
-kernel's RSS jumps and stays up. The foreground path (which drains the queue) does not grow.
+Found by the soak (docs/reliability.md §2): a turn started with ``on_event`` also put every event into its
+``TurnHandle`` queue, which nobody reads in background mode, so a long answer kept all its event objects
+alive until the turn ended; the small-object arenas they filled stayed mapped afterwards (fragmentation) and
+the kernel's RSS jumped (+75 MB for three 200 KB answers, vs +1 MB in the foreground). Fixed in 4084bb5
+(``on_event`` turns do not queue); these tests keep it fixed.
 """
 
 from __future__ import annotations
@@ -63,13 +64,6 @@ def test_foreground_long_answers_do_not_grow_the_kernel(kernel: Kernel) -> None:
     assert growth < 15e6, f"{growth / 1e6:.1f} MB after three foreground answers"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: background turns (magics._respond_background -> session.start(on_event=...)) still queue "
-    "every event in the TurnHandle, unread; a ~200 KB answer holds ~45k event objects until it ends and the "
-    "kernel's RSS stays ~60 MB higher (measured +63 MB vs +1 MB in the foreground). Fix: pass "
-    "_queue_events=False from the magic, or do not queue in session.start when on_event is given",
-)
 def test_background_long_answers_do_not_grow_the_kernel(kernel: Kernel) -> None:
     growth = _three_long_answers(kernel, "--background")
     print(f"background: {growth / 1e6:+.1f} MB")
