@@ -232,6 +232,16 @@ class HandshakeError(TransportError):
         return f"WebSocket handshake with {self.url} was refused (HTTP {self.status})."
 
 
+# Close codes whose generic "check the network" hint would mislead (RFC 6455 §7.4.1).
+_CLOSE_HINTS = {
+    1009: "The message was too big for the server (close 1009): shorten the prompt, or start a new "
+    "conversation with `%%respond --new` / `session.reset()` if the history has grown too long.",
+    1008: "The server closed the connection for a policy violation (close 1008): check the request "
+    "and the API key's permissions, then run the cell again.",
+    1013: "The server is overloaded (close 1013, try again later): wait a moment, then run the cell again.",
+}
+
+
 class ConnectionClosedError(TransportError):
     """The socket closed before the response reached a terminal event."""
 
@@ -247,6 +257,8 @@ class ConnectionClosedError(TransportError):
         self.code = code
         self.reason = redact(reason) if reason else reason
         self.received_any = received_any
+        if hint is None:
+            hint = _CLOSE_HINTS.get(code) if code is not None else None
         super().__init__(message, hint=hint)
 
     def _default_message(self) -> str:

@@ -273,3 +273,13 @@ def test_lanes_move_on_after_an_abandon_and_forget_the_drained_lane() -> None:
     assert r.ok and r.text == reply_for(["first", "next"]) and took < 0.8
     assert streams[0] == streams[1] and streams[2] == f"{streams[0]}.1"
     assert lanes == [streams[2]]  # the abandoned lane drained and was forgotten
+
+
+# --- a 1009 close tells the user what to do (docs/reliability.md §6 weak spot) ---------------------------
+
+
+def test_an_oversized_request_says_it_is_too_big_not_check_the_network() -> None:
+    with Emulator(KEY, max_frame_size=100_000).run_in_thread() as small, _session(small) as s:
+        r = s.respond("y" * 200_000)
+    assert getattr(r.error, "code", None) == 1009
+    assert "too big" in str(r.error) and "Check the network" not in str(r.error)
