@@ -283,3 +283,18 @@ def test_an_oversized_request_says_it_is_too_big_not_check_the_network() -> None
         r = s.respond("y" * 200_000)
     assert getattr(r.error, "code", None) == 1009
     assert "too big" in str(r.error) and "Check the network" not in str(r.error)
+
+
+# --- a request-level error leaves a clean socket (docs/reliability.md §6 weak spot) ----------------------
+
+
+def test_the_resend_after_not_found_reuses_the_clean_socket(emu: Emulator) -> None:
+    with _session(emu) as s:
+        assert s.respond("remember me").ok
+        with Emulator(api_key=KEY).run_in_thread() as forgetful:
+            s.configure(base_url=forgetful.base_url)
+            r = s.respond("do you?")
+            ws_logs = [c for c in forgetful.connections if c.transport == "ws"]
+    assert r.ok and r.resent_transcript and r.text == reply_for(["remember me", "do you?"])
+    assert len(ws_logs) == 1  # the not-found error and the resend share one handshake
+    assert [("previous_response_id" in f) for f in ws_logs[0].frames] == [True, False]

@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any
 import aiohttp
 
 from ..errors import (
+    APIError,
     AuthenticationError,
     ConnectError,
     ConnectionClosedError,
@@ -186,6 +187,13 @@ class WSPool:
                 reconnected = True
                 fresh_only = True
                 emit(Notice("reconnect", {"reason": "connection age limit reached on the server"}))
+            except APIError:
+                # Only a request-level error event gets here (no response.created, nothing else will come,
+                # PROTOCOL.md §1.10): the socket is clean, e.g. for the resend after previous_response_not_found.
+                # The server's cache is no longer what we assumed, so forget it.
+                clean = True
+                conn.cached_response_id = None
+                raise
             except ConnectionClosedError as exc:
                 # A reused idle socket that died unnoticed fails before any event: retry once, fresh.
                 if reused and not exc.received_any and not retried:
