@@ -3,8 +3,8 @@
 Each test names the PRIOR-ART.md §4 checklist row(s) or §3 weakness it proves; docs/parity.md maps every
 row and weakness to its test. Everything runs against the real emulator on loopback through the public
 ``ResponsesSession`` API, except where the emulator cannot produce the wire condition (an empty text frame,
-an upgrade that is never answered), where a tiny inline server on 127.0.0.1:0 stands in. Open bugs are
-``xfail(strict=True)`` tests whose reason starts with "bug:"; see docs/parity.md for their status.
+an upgrade that is never answered), where a tiny inline server on 127.0.0.1:0 stands in. The bugs this audit found were strict xfails until
+their fix landed; each test now guards its fix (docs/parity.md lists them with the fixing commits).
 
 What "a user would notice" means here: the exact answer text (the emulator's answer quotes the
 conversation it reconstructed, so a duplicated or lost message changes it), the error class and its fields,
@@ -474,12 +474,10 @@ WEATHER_TOOL = {
 }
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: a plain prompt after a turn that ended in a function_call is chained by "
-    "previous_response_id without a function_call_output for the pending call (the real API answers 400 "
-    "'No tool output found for function call'); Chain.plan does not track pending calls (livekit #5094)",
-)
+# Bug found by this audit (was a strict xfail): a plain prompt after a turn that ended in a function_call is
+# chained by previous_response_id without a function_call_output for the pending call (the real API answers
+# 400 'No tool output found for function call'); Chain.plan does not track pending calls (livekit #5094)
+# Fixed in 4084bb5; this test now guards the fix.
 def test_pending_tool_call_is_not_chained_without_its_output(session, emu):
     r = session.respond("please use get_weather for Paris", tools=[WEATHER_TOOL])
     assert r.ok and [c["name"] for c in r.function_calls] == ["get_weather"]
@@ -745,11 +743,10 @@ def test_store_false_retry_on_fresh_socket_resends_the_transcript(emu):
 # --- row 5: the remembered 426 belongs to the server that answered it ------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug (minor): session._ws_blocked_until (the remembered 426) survives configure(base_url=...), so a "
-    "new server is not tried over WebSocket for up to 600 s; the memory should be keyed by the WS URL",
-)
+# Bug found by this audit (was a strict xfail): session._ws_blocked_until (the remembered 426) survives
+# configure(base_url=...), so a new server is not tried over WebSocket for up to 600 s; the memory should be
+# keyed by the WS URL
+# Fixed in 503d516; this test now guards the fix.
 def test_remembered_426_does_not_block_websocket_on_a_new_base_url(emu):
     s = new_session(emu)
     try:
@@ -803,12 +800,10 @@ def _two_message_script() -> list[dict[str, Any]]:
     return events
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: chain.output_text joins the output_text of several message items with no separator, so "
-    "TurnResult.text (and the frozen notebook output) reads 'First paragraph.Second paragraph.' while the live "
-    "view (render.TurnState) showed two paragraphs",
-)
+# Bug found by this audit (was a strict xfail): chain.output_text joins the output_text of several message items
+# with no separator, so TurnResult.text (and the frozen notebook output) reads 'First paragraph.Second
+# paragraph.' while the live view (render.TurnState) showed two paragraphs
+# Fixed in 4084bb5; this test now guards the fix.
 def test_several_message_items_stay_separate_paragraphs(session, emu):
     from ipy_responses_ws.render import TurnState
 
@@ -825,12 +820,11 @@ def test_several_message_items_stay_separate_paragraphs(session, emu):
 # --- §3.4 / §5 Stop: stopping from code that runs on the I/O loop (an on_event or done callback) --------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug (minor): ResponsesSession.stop_all() called on the I/O loop thread (from an on_event callback) "
-    "blocks that loop in TurnHandle._done.wait(1.0) for every in-flight turn; the turns can only end on that "
-    "loop, so every stream of the process freezes for 1 s per turn. On the loop thread it should not wait",
-)
+# Bug found by this audit (was a strict xfail): ResponsesSession.stop_all() called on the I/O loop thread (from an
+# on_event callback) blocks that loop in TurnHandle._done.wait(1.0) for every in-flight turn; the turns can
+# only end on that loop, so every stream of the process freezes for 1 s per turn. On the loop thread it should
+# not wait
+# Fixed in 4084bb5; this test now guards the fix.
 def test_stop_all_from_an_event_callback_does_not_freeze_the_loop(slow_emu):
     s = new_session(slow_emu)
     took: list[float] = []
@@ -866,12 +860,10 @@ def test_defaults_bound_every_wait_and_rotate_before_the_cap():
 # --- §3.7: the resend after previous_response_not_found must not point at items of the forgotten response ----
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug (likely; the emulator is lenient): with store=true, chain.output_to_input keeps reasoning items "
-    "as item_reference ids; when the server answered previous_response_not_found it has lost those items "
-    "too, yet the one-time full resend still carries the references, which the real API cannot resolve",
-)
+# Bug found by this audit (was a strict xfail): with store=true, chain.output_to_input keeps reasoning items as
+# item_reference ids; when the server answered previous_response_not_found it has lost those items too, yet
+# the one-time full resend still carries the references, which the real API cannot resolve
+# Fixed in 4084bb5; this test now guards the fix.
 def test_resend_after_not_found_carries_no_references_to_forgotten_items(emu):
     s = new_session(emu, reasoning_effort="low")  # reasoning models emit a reasoning item every turn
     try:
