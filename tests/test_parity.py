@@ -877,3 +877,19 @@ def test_resend_after_not_found_carries_no_references_to_forgotten_items(emu):
             assert [it for it in resend["input"] if it.get("type") == "item_reference"] == []
     finally:
         s.close()
+
+
+# --- §3.4 / row 14: a request-level error frame leaves nothing in flight, so its socket may be kept --------------
+
+
+def test_socket_kept_after_a_request_level_error_carries_no_stale_frames(session, emu):
+    first = session.respond("before the error")
+    emu.add_fault(Fault("error", status=500, transport="ws"))  # an error frame instead of response.created
+    failed = session.respond("refused")
+    assert failed.status == "failed" and failed.error.status == 500 and failed.text == ""
+    h = session.start("after the error")
+    r, items = collect(h)
+    events = [i for i in items if isinstance(i, ServerEvent)]
+    assert r.ok and r.text == reply_for(["before the error", "after the error"])
+    assert [e.sequence_number for e in events] == list(range(len(events)))
+    assert r.connection_id == first.connection_id  # no new handshake was needed
