@@ -472,8 +472,8 @@ def error_text(result: Any) -> str:
 def final_bundle(result: Any, *, model: str | None = None) -> tuple[dict[str, str], dict[str, Any]]:
     """The plain display bundle that replaces the live view when a turn ends (DESIGN.md §5).
 
-    ``text/markdown`` is the answer made safe by :func:`safe_markdown` plus a short italic status footer
-    (and the error, if any); ``text/plain`` is the answer alone (or the error when there is no answer). The metadata records the
+    ``text/markdown`` is the reasoning summary (if any, as a block quote), the answer made safe
+    by :func:`safe_markdown`, and a short italic status footer (and the error, if any); ``text/plain`` is the answer alone (or the error when there is no answer). The metadata records the
     response id, model, transport and status so tools can find them without widgets. No secrets: only
     fields of the result, whose error texts are key-redacted by the engine.
     """
@@ -481,6 +481,15 @@ def final_bundle(result: Any, *, model: str | None = None) -> tuple[dict[str, st
     footer = footer_text(result)
     err = error_text(result)
     md_parts = []
+    summary = (getattr(result, "reasoning_summary", "") or "").strip()
+    if summary:
+        # The live view showed it in an accordion; keep it once the widgets are gone, as a quote above the
+        # answer. No <details>: raw HTML is exactly what the frozen bundle must not need (it can carry
+        # handlers such as ontoggle, and renderers that strip HTML would show bare tags).
+        quoted = "\n".join(
+            f"> {line}" if line else ">" for line in safe_markdown(summary).rstrip("\n").split("\n")
+        )
+        md_parts.append("> *Reasoning summary*\n>\n" + quoted)
     if text:
         md_parts.append(safe_markdown(text).rstrip("\n"))
     if err:
