@@ -305,8 +305,7 @@ def test_a_cell_over_the_servers_frame_limit_is_a_clear_error(kernel: Kernel) ->
         assert ex.status == "ok", ex.error
         content = frozen(ex)
         assert content["metadata"]["ipy_responses_ws"]["status"] == "failed"
-    # The user reads the close code (1009 = message too big, RFC 6455 §7.4.1). (The emulator's own log
-    # records 1006 for this close: a small emulator logging gap, see docs/reliability.md.)
+    # The user reads the close code (1009 = message too big, RFC 6455 §7.4.1).
     assert "1009" in content["data"]["text/markdown"]
     assert_alive(kernel)
 
@@ -425,12 +424,8 @@ def test_ipv6_loopback_works_and_is_not_called_insecure(transport: str) -> None:
         assert any(c.transport == transport.replace("sse", "http") for c in v6.connections)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug (emulator log): an oversized frame is closed with 1009 (the client sees 1009) but "
-    "ConnectionLog.server_close_code records 1006 (server.py _WsConnection.run reads ws.close_code on ERROR)",
-)
 def test_the_emulator_logs_1009_for_an_oversized_frame() -> None:
+    """The server-side log must agree with what the client saw (it recorded 1006 until 30e09ee)."""
     with Emulator(KEY, max_frame_size=100_000).run_in_thread() as small:
         with _session(small.base_url) as s:
             r = s.respond("y" * 200_000)

@@ -392,11 +392,6 @@ def test_a_saved_notebook_holds_no_key(
     assert leaks(saved) == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug (cosmetic): transports/ws.py _handshake_error puts '(HTTP 401)' in the message and "
-    "APIError.__str__ appends '(HTTP 401)' again",
-)
 def test_the_ws_auth_error_reads_cleanly(other_emu: Emulator) -> None:
     with ResponsesSession(base_url=other_emu.base_url, api_key=CANARY_KEY) as s:
         err = s.respond("who am I").error
