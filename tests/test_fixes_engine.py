@@ -257,7 +257,7 @@ def test_a_426_is_still_remembered_for_the_same_server(emu: Emulator) -> None:
 def test_lanes_move_on_after_an_abandon_and_forget_the_drained_lane() -> None:
     with Emulator(api_key=KEY).run_in_thread() as e, _session(e, use_stream_lanes=True) as s:
         assert s.respond("first").ok
-        e.add_fault(Fault(kind="stall", after=4, seconds=1.0))
+        e.add_fault(Fault(kind="stall", after=6, seconds=2.0))  # the first delta comes before the stall
         h = s.start("abandoned")
         while not getattr(h.get(0.05), "delta", None):
             assert not h.done()
