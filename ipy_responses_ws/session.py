@@ -363,6 +363,8 @@ class ResponsesSession:
         if changed:
             for cb in list(self._transport_callbacks):
                 _safe_call(cb, value)
+            if value == "ws" and self._settings.warmup and not self._closed:
+                self.warmup(wait=False)  # the toggle flipped to WS: have a socket ready for the next cell
 
     def _ws_blocked(self, settings: Settings) -> bool:
         """True while a 426 from this very WS URL is remembered (WS_426_MEMORY)."""

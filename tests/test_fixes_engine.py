@@ -298,3 +298,24 @@ def test_the_resend_after_not_found_reuses_the_clean_socket(emu: Emulator) -> No
     assert r.ok and r.resent_transcript and r.text == reply_for(["remember me", "do you?"])
     assert len(ws_logs) == 1  # the not-found error and the resend share one handshake
     assert [("previous_response_id" in f) for f in ws_logs[0].frames] == [True, False]
+
+
+# --- flipping the transport to WS warms a socket up when warmup is on (docs/parity.md §3 "partial") -------
+
+
+def test_switching_to_websocket_warms_up_when_asked(emu: Emulator) -> None:
+    since = len(emu.connections)
+    with _session(emu, transport="sse", warmup=True) as s:
+        assert s.respond("over sse first").transport == "sse"
+        assert [c for c in emu.connections[since:] if c.transport == "ws"] == []  # no warm-up for SSE
+        s.transport = "ws"
+        deadline = time.monotonic() + 5
+        while not any(c.transport == "ws" and c.frames for c in emu.connections[since:]):
+            assert time.monotonic() < deadline, "no warm-up after switching to WebSocket"
+            time.sleep(0.02)
+        h = s.start("now over ws")
+        items = list(h.events())
+        r = h.result(timeout=10)
+    connected = [i for i in items if isinstance(i, Notice) and i.kind == "connected"]
+    assert r.ok and r.transport == "ws" and connected[0].data["reused"] is True
+    assert len([c for c in emu.connections[since:] if c.transport == "ws"]) == 1
