@@ -306,7 +306,9 @@ class SoakReport:
             (
                 "pymalloc arenas (small objects): held / in use",
                 f"{self.pymalloc_start[0] / 1e6:.1f} / {self.pymalloc_start[1] / 1e6:.1f} → "
-                f"{self.pymalloc_end[0] / 1e6:.1f} / {self.pymalloc_end[1] / 1e6:.1f} MB",
+                f"{self.pymalloc_end[0] / 1e6:.1f} / {self.pymalloc_end[1] / 1e6:.1f} MB"
+                if all(self.pymalloc_end)
+                else "n/a (tracemalloc hooks the allocator, pymalloc stats are not printed)",
             ),
             (
                 "live Python heap growth (tracemalloc)",
