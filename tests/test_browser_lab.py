@@ -281,7 +281,7 @@ def test_answers_survive_save_shutdown_reopen(lab, browser_env, browser_context)
     prompt; it must show as text, live, frozen and after reopening, and its handler must never run."""
     nb = lab(
         [
-            "%%respond\nRemember this answer",
+            "%%respond --reasoning-summary auto\nRemember this answer",
             f"%%respond\nAnd this one, with HTML: {XSS}",
             "print('queued behind two streams', 6 * 7)",
         ]
@@ -307,6 +307,8 @@ def test_answers_survive_save_shutdown_reopen(lab, browser_env, browser_context)
     second = wait_final(nb, 2, timeout_ms=15_000)
     nb.screenshot("after-reopen")
     assert "Turn 1: Remember this answer" in first
+    # The reasoning summary asked for in cell 1 is part of the frozen answer, so it survives the reopen too.
+    assert "Reasoning summary" in first and "Planning turn 1" in first, first[:400]
     assert "Turn 2: And this one, with HTML:" in second
     assert nb.output(1).locator("pre code").first.is_visible()
     body = nb.page.locator(".jp-Notebook").first.inner_text()
