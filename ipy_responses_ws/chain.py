@@ -284,6 +284,8 @@ class Chain:
             "transport": self.last_transport,
             "store": self.last_store,
             "items": len(self.transcript),
+            # Only when there are some: function calls of the last answer still waiting for tool_outputs.
+            **({"pending_calls": list(self.pending_calls)} if self.pending_calls else {}),
         }
 
     def __repr__(self) -> str:

@@ -551,6 +551,11 @@ def status_html(status: dict[str, Any]) -> str:
         parts.append(f"last response <code>{esc(str(last))}</code>" if last else "no response yet")
         if store is not None:
             parts.append("stored" if store else "store=false")
+        pending = info.get("pending_calls") or ()
+        if pending:
+            parts.append(
+                f"{len(pending)} function call{'s' if len(pending) != 1 else ''} awaiting tool output"
+            )
         lines.append(f"Conversation <b>{esc(str(name))}</b>: " + ", ".join(parts))
     if not chains:
         lines.append("No conversation yet.")
