@@ -42,15 +42,31 @@ from ipywidgets.widgets.widget_string import HTMLStyle
 
 from .render import BlockFreezer, CoalescingClock, TurnState, final_bundle, format_seconds, render_markdown
 
-__all__ = ["PAGE_SIZE", "ControlPanel", "ResponseView", "TransportToggle", "close_widgets"]
+__all__ = [
+    "CHUNK_OVERHEAD",
+    "INTERVAL",
+    "PAGE_SIZE",
+    "STATUS_INTERVAL",
+    "ControlPanel",
+    "ResponseView",
+    "TransportToggle",
+    "close_widgets",
+]
 
 log = logging.getLogger(__name__)
 
 PAGE_SIZE = 24
-# Rough cost of one frozen child widget on the wire besides its HTML: its comm_open (~0.5 KB of state plus
-# a ~0.6 KB message envelope), the update of its page's children list and its comm_close at the end.
-# Measured with ipywidgets 8.1 / ipykernel 7.
-CHUNK_OVERHEAD = 2500
+# Measured on a real kernel (ipykernel 7.4, ipywidgets 8.1; tests/test_widget_traffic.py prints them): every
+# iopub message costs a ~0.55 KB envelope (ZMQ topic, header, parent header, metadata, HMAC signature). A
+# frozen child widget costs its comm_open (~1.1 KB with the shared Layout and style), one update of its
+# page's children list (~0.6 KB + ~46 B per sibling) and a comm_close at the end (~0.55 KB): ~2.8 KB.
+CHUNK_OVERHEAD = 2800
+# The slowest redraw rate the view may have while text arrives is 10 a second (DESIGN.md §5); every redraw
+# pays one envelope, so redrawing more often only adds traffic. 10% below 0.1 s leaves room for the first
+# and last partial intervals of a stream; the pacing clock keeps late redraws from lowering the rate.
+INTERVAL = 0.09
+# The status line's numbers (elapsed, tokens/s) are redrawn this often; a new state or note at once.
+STATUS_INTERVAL = 1.0
 
 _STATE_COLOURS = {
     "connecting": "#6b7280",
@@ -77,6 +93,19 @@ def close_widgets(items: Iterable[widgets.Widget]) -> None:
                     log.debug("closing %r failed", part, exc_info=True)
 
 
+class _PacedClock(CoalescingClock):
+    """A :class:`CoalescingClock` that keeps a steady beat: a redraw that came late (the writer polls its
+    queue every 50 ms) moves the next one earlier, by up to half an interval, so the mean rate stays at
+    ``1 / interval`` instead of dropping to ``1 / (interval + lateness)``."""
+
+    def mark(self) -> None:
+        now = self._clock()
+        if now - self._last > 1.5 * self.interval:  # after a pause: a new beat starts now
+            self._last = now
+        else:
+            self._last = max(self._last + self.interval, now - self.interval / 2)
+
+
 class ResponseView:
     """The live view of one ``%%respond`` turn.
 
@@ -92,8 +121,8 @@ class ResponseView:
         model: str | None = None,
         background: bool = False,
         on_stop: Callable[[], Any] | None = None,
-        interval: float = 0.07,
-        status_interval: float = 0.5,
+        interval: float = INTERVAL,
+        status_interval: float = STATUS_INTERVAL,
         max_tail: int = 2048,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -103,7 +132,7 @@ class ResponseView:
             clock=clock,
             freezer=BlockFreezer(min_chunk=1 << 30, max_tail=max_tail),
         )
-        self._clock = CoalescingClock(interval, clock=clock)
+        self._clock = _PacedClock(interval, clock=clock)
         self._status_clock = CoalescingClock(status_interval, clock=clock)
         self._lock = threading.Lock()  # guards handle()/flush() when a Stop click races the writer
         self._on_stop = on_stop
@@ -179,24 +208,33 @@ class ResponseView:
             return self.state.apply(item)
 
     def due(self) -> bool:
-        """True when the next :meth:`flush` would write (the coalescing interval has passed)."""
-        return self._clock.due()
+        """True when the next :meth:`flush` would redraw the answer (interval passed, or first text)."""
+        return self._clock.due() or self._first_text_pending()
 
     def flush(self, *, force: bool = False) -> bool:
-        """Write pending changes to the widgets if an update is due (or ``force``). True if it wrote."""
+        """Write pending changes to the widgets if an update is due (or ``force``). True if it wrote.
+
+        The answer is redrawn at most once per ``interval``, except its first text, which is drawn at once
+        (the time to first visible text is what a user feels). The status line has its own clock, so a
+        status change never delays the answer.
+        """
         if self.closed:
             return False
         with self._lock:
-            if not force and not self._clock.due():
-                return False
-            self._clock.mark()
             wrote = False
-            if force or self.state.version != self._written_version:
+            changed = force or self.state.version != self._written_version
+            if changed and (force or self._clock.due() or self._first_text_pending()):
                 self._written_version = self.state.version
                 wrote = self._write_body(final=False)
                 wrote |= self._write_extras()
+                if wrote:
+                    self._clock.mark()
             wrote |= self._write_status(force=force)
             return wrote
+
+    def _first_text_pending(self) -> bool:
+        """True while no answer text has been drawn yet but some has arrived."""
+        return self.updates == 0 and not self._pages and bool(self.state.freezer.tail.strip())
 
     def finish(self, result: Any, *, draw: bool = True) -> None:
         """Show how the turn ended (freezes the rest of the answer, final status, error in words).
