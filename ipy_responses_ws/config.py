@@ -8,6 +8,7 @@ notebook can set a key (``os.environ``/``getpass``) after loading the extension.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import ipaddress
 import os
 from dataclasses import dataclass, field
@@ -25,6 +26,7 @@ _EFFORTS = ("none", "minimal", "low", "medium", "high", "xhigh")
 _SUMMARIES = ("auto", "concise", "detailed")
 
 
+@functools.lru_cache(maxsize=64)  # checked on every turn; ipaddress parsing showed up in the profile
 def is_loopback_host(host: str | None) -> bool:
     """True for ``localhost``, 127.0.0.0/8 and ::1 (the only hosts a key may reach in clear text)."""
     if not host:

@@ -114,6 +114,7 @@ class WSPool:
         self._busy: set[WSConnection] = set()
         self._connecting = 0
         self._cond: asyncio.Condition | None = None
+        self._waiting = 0  # leases parked in cond.wait(); a release only notifies when there are some
         self._closers: set[asyncio.Task[None]] = set()
         self._closed = False
         self.handshakes = 0  # connections opened, for status and tests
@@ -293,7 +294,11 @@ class WSPool:
                 if total < settings.pool_size:
                     self._connecting += 1
                     break
-                await cond.wait()
+                self._waiting += 1
+                try:
+                    await cond.wait()
+                finally:
+                    self._waiting -= 1
         try:
             conn = await self._connect(url, headers, target, settings, emit)
         finally:
@@ -314,7 +319,9 @@ class WSPool:
         else:
             self._close_later(conn)
         cond = self._cond
-        if cond is not None:
+        # A lease checks the pool and parks with no await in between (one loop), so with nobody parked there
+        # is nobody to wake: skip the per-turn notify task (docs/benchmarks.md: it delayed the caller's wake-up).
+        if cond is not None and self._waiting:
             # notify needs the lock; take it in a task so release works from finally blocks of cancelled turns.
             async def _notify() -> None:
                 async with cond:
