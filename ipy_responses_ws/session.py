@@ -329,6 +329,7 @@ class ResponsesSession:
         self._ws_blocked_url: str | None = None
         self._ws_blocked_until = 0.0
         self._ws_blocked_reason: str | None = None
+        self._warming: dict[str, asyncio.Task[Any]] = {}  # chain -> its warm-up in flight (loop thread only)
         self._closed = False
         if self._settings.warmup and self._transport == "ws":
             self.warmup(wait=False)
@@ -519,12 +520,18 @@ class ResponsesSession:
             request["instructions"] = settings.instructions
 
         async def _go() -> str | None:
+            task = asyncio.current_task()
+            if task is not None:
+                self._warming[chain] = task
             try:
                 out = await self._pool.warmup(settings, request, affinity=chain)
                 return (out.terminal.response or {}).get("id")
             except ResponsesError as exc:
                 log.info("warm-up failed: %s", exc)
                 return None
+            finally:
+                if self._warming.get(chain) is task:
+                    del self._warming[chain]
 
         fut = self._runtime.submit(_go())
         return fut.result(timeout) if wait and not self._runtime.in_loop_thread() else None
@@ -722,6 +729,10 @@ class ResponsesSession:
             transport = "sse"
             result.fallback_reason = self._ws_blocked_reason
             rec(Notice("fallback", {"reason": self._ws_blocked_reason}))
+        warming = self._warming.get(spec.chain) if transport == "ws" else None
+        if warming is not None and not warming.done():
+            # A cell run right after the warm-up started: wait for its socket instead of opening a second one.
+            await asyncio.wait({warming}, timeout=settings.connect_timeout)
         force_full = False
         plans: list[TurnPlan] = []
 

@@ -319,3 +319,16 @@ def test_switching_to_websocket_warms_up_when_asked(emu: Emulator) -> None:
     connected = [i for i in items if isinstance(i, Notice) and i.kind == "connected"]
     assert r.ok and r.transport == "ws" and connected[0].data["reused"] is True
     assert len([c for c in emu.connections[since:] if c.transport == "ws"]) == 1
+
+
+# --- a turn right after the warm-up started uses the warmed socket (no second handshake) -----------------
+
+
+def test_a_turn_started_during_the_warm_up_waits_for_its_socket() -> None:
+    with Emulator(api_key=KEY, ttft=0.3).run_in_thread() as e:  # the warm-up takes ~0.3 s to answer
+        with _session(e, warmup=True) as s:
+            r = s.respond("right away")
+        ws_logs = [c for c in e.connections if c.transport == "ws"]
+    assert r.ok and r.text == reply_for(["right away"])
+    assert len(ws_logs) == 1 and len(ws_logs[0].frames) == 2  # the warm-up create, then this turn
+    assert ws_logs[0].frames[0].get("generate") is False
