@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import html
 import logging
+import re
 import threading
 import time
 import weakref
@@ -54,6 +55,8 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
+
+_TAGS = re.compile(r"<[^>]*>")
 
 PAGE_SIZE = 24
 # Measured on a real kernel (ipykernel 7.4, ipywidgets 8.1; tests/test_widget_traffic.py prints them): every
@@ -144,6 +147,7 @@ class ResponseView:
         self._reasoning_written = ""
         self._calls_written = ""
         self._resent_since_freeze = 0
+        self._text_shown = False  # some answer text (not just markup) is on screen
         self.updates = 0  # widget writes of the live tail (tests and benchmarks read this)
         self.closed = False
         self.finished = False
@@ -233,8 +237,14 @@ class ResponseView:
             return wrote
 
     def _first_text_pending(self) -> bool:
-        """True while no answer text has been drawn yet but some has arrived."""
-        return self.updates == 0 and not self._pages and bool(self.state.freezer.tail.strip())
+        """True while no visible answer text has been drawn yet but some has arrived.
+
+        Visible: a first delta such as ``"## "`` renders as an empty heading, which is not yet text, so the
+        next delta is drawn at once too."""
+        if self._text_shown or self._pages:
+            return False
+        html_ = self.state.freezer.tail_html() if self.state.freezer.tail.strip() else ""
+        return bool(_TAGS.sub("", html_).strip())
 
     def finish(self, result: Any, *, draw: bool = True) -> None:
         """Show how the turn ended (freezes the rest of the answer, final status, error in words).
@@ -311,6 +321,8 @@ class ResponseView:
         if tail != self._tail_written:
             self.live.value = tail
             self._tail_written = tail
+            if not self._text_shown:
+                self._text_shown = bool(_TAGS.sub("", tail).strip())
             self.updates += 1
             self._resent_since_freeze += len(freezer.tail)
         return True
