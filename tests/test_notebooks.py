@@ -112,6 +112,6 @@ def test_chains(emu: Emulator, monkeypatch: pytest.MonkeyPatch) -> None:
     expected = reply_for(["A private conversation, turn one.", "Turn two, after the connection was closed."])
     assert zdr2["text"] == expected and "transcript resent" in zdr2["markdown"]
     assert (
-        stdout(cell(nb, "print('resent transcript:'")).strip()
+        stdout(cell(nb, 'print("resent transcript:"')).strip()
         == "resent transcript: True | status: completed"
     )
