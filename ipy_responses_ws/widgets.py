@@ -64,6 +64,9 @@ PAGE_SIZE = 24
 # frozen child widget costs its comm_open (~1.1 KB with the shared Layout and style), one update of its
 # page's children list (~0.6 KB + ~46 B per sibling) and a comm_close at the end (~0.55 KB): ~2.8 KB.
 CHUNK_OVERHEAD = 2800
+# Longest live tail (Markdown characters) before the last block is split: at 2,500 tokens/s the ski-rental
+# rule above freezes about every 2.5 KB anyway; this bounds the tail of slower, long blocks.
+MAX_TAIL = 2048
 # The slowest redraw rate the view may have while text arrives is 10 a second (DESIGN.md §5); every redraw
 # pays one envelope, so redrawing more often only adds traffic. 10% below 0.1 s leaves room for the first
 # and last partial intervals of a stream; the pacing clock keeps late redraws from lowering the rate.
@@ -126,14 +129,14 @@ class ResponseView:
         on_stop: Callable[[], Any] | None = None,
         interval: float = INTERVAL,
         status_interval: float = STATUS_INTERVAL,
-        max_tail: int = 2048,
+        max_tail: int | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.state = TurnState(
             transport=transport,
             model=model,
             clock=clock,
-            freezer=BlockFreezer(min_chunk=1 << 30, max_tail=max_tail),
+            freezer=BlockFreezer(min_chunk=1 << 30, max_tail=MAX_TAIL if max_tail is None else max_tail),
         )
         self._clock = _PacedClock(interval, clock=clock)
         self._status_clock = CoalescingClock(status_interval, clock=clock)
