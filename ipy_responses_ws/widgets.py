@@ -8,19 +8,22 @@ Traffic. Setting a widget value re-sends all of it; per-token updates are quadra
 therefore:
 
 * coalesces: widget writes happen only in :meth:`ResponseView.flush`, at most once per ``interval``
-  (default 70 ms, so well over 10 updates a second);
+  (:data:`INTERVAL`, 90 ms on a steady beat, so 10+ redraws a second), except the first visible answer
+  text, which is drawn at once; the status line has its own, slower clock and never takes the answer's turn;
 * freezes: finished Markdown blocks (:class:`~ipy_responses_ws.render.BlockFreezer`) go into child ``HTML``
   widgets that are never written again; only the live tail is re-rendered. Child widgets share one
   ``Layout`` and one style, so each costs one ``comm_open``; they sit in pages of :data:`PAGE_SIZE` so no
   children list grows long;
 * freezes lazily: a finished block stays in the live tail until re-sending it would have cost about as much
-  as a new child widget (a ski-rental rule), so slow streams do not create one widget per paragraph and
-  fast streams freeze a large chunk per update.
+  as a new child widget (a ski-rental rule, :data:`CHUNK_OVERHEAD`), so slow streams do not create one
+  widget per paragraph and fast streams freeze a large chunk per update.
 
-Measured on a real kernel (tests/test_kernel_respond.py): a ~200 KB answer streamed as fast as the emulator
-sends it costs ~3.8x its size on iopub, the final two-format bundle (2x) included, with 11+ redraws a second.
-At model speed every redraw still pays a ~0.6 KB message envelope (ipykernel's header, parent header and
-signature), so a 100 tokens/s stream costs ~8 KB/s of iopub whatever is shown: linear in time, not in text.
+Measured on a real kernel (tests/test_widget_traffic.py), ~200 KB answers, final two-format bundle (2x)
+included: unthrottled ~3.3x the answer on iopub, 20,000 tokens/s ~3.6x, 10,000 ~3.9x, 5,000 ~4.7x, 2,500
+~5.8x. Below ~7,000 tokens/s the 10-redraws-a-second floor dominates: every redraw pays a ~0.55 KB message
+envelope, and between freezes the growing tail is re-sent; the sweep of CHUNK_OVERHEAD and MAX_TAIL found
+no better trade-off with core widgets. A 100 tokens/s stream costs ~8 KB/s of iopub whatever is shown:
+linear in time, not in text.
 
 Threads. Exactly one thread writes to a view's widgets: the kernel's main thread for a foreground cell, the
 session's I/O loop thread (through ``on_event`` and done callbacks) for a background cell (DESIGN.md §2).
