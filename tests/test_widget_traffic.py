@@ -128,8 +128,8 @@ def test_view_redraws_10_times_a_second_while_a_long_answer_streams(run_2500: Ru
 
 
 def test_long_answer_at_2500_tokens_per_second_costs_linear_iopub(run_2500: Run) -> None:
-    """The measured floor of the current view at this pace: ~5.3x (see the xfail below for why 4x is out
-    of reach); a quadratic or per-token regression would cost tens of times the answer."""
+    """The current view costs ~5.6-5.8x at this pace (the xfail below says why 4x is out of reach); the
+    view before this bound was set cost 6.0-6.3x, and per-token updates would cost tens of times more."""
     assert run_2500.per_byte <= 6.0, f"{run_2500.wire:,} iopub bytes for {run_2500.size:,} answer bytes"
 
 
@@ -139,7 +139,7 @@ def test_long_answer_at_2500_tokens_per_second_costs_linear_iopub(run_2500: Run)
         "DESIGN.md §5's 4x + 50 KB at 2,500 tokens/s with 10+ redraws/s: the final bundle is 2x, 10 redraws/s "
         "over the ~19 s stream are 190 envelopes of ~0.55 KB (0.5x), the frozen HTML ~1x, and every frozen "
         "chunk costs ~2.8 KB of comm_open/children/comm_close against re-sending a growing tail: the "
-        "best trade-off is ~1.8x more. Floor ~5.3x; see the report / docs."
+        "best trade-off is ~1.8x more: ~5.3x at best, 5.6-5.8x measured (widgets.py docstring)."
     ),
 )
 def test_long_answer_at_2500_tokens_per_second_within_4x_plus_50kb(run_2500: Run) -> None:
