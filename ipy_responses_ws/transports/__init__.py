@@ -25,7 +25,7 @@ if TYPE_CHECKING:
     from ..config import Settings
     from ..events import Notice, ServerEvent
 
-__all__ = ["Transport", "ConnectionInfo", "Outcome", "Emit", "MakeRequest"]
+__all__ = ["Transport", "ConnectionInfo", "Outcome", "Emit", "MakeRequest", "ws_target"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,3 +74,15 @@ class Transport(Protocol):
     ) -> Outcome: ...
 
     async def aclose(self) -> None: ...
+
+
+def ws_target(settings: Settings) -> tuple[str, dict[str, str], int]:
+    """The WebSocket URL, its handshake headers and a hashable identity of both, for one turn.
+
+    ``check_secure`` runs first, so a key is never offered over ``ws://`` to a remote host. The identity tells a
+    pool whether an idle connection was opened for other settings (base URL, key, extra headers) and must go.
+    """
+    url = settings.ws_url()
+    settings.check_secure(url)
+    headers = settings.auth_headers()
+    return url, headers, hash((url, tuple(sorted(headers.items()))))

@@ -44,7 +44,7 @@ from ..errors import (
     api_error_from_status,
 )
 from ..events import Notice, ServerEvent, error_from_event, from_legacy_done, parse_event
-from . import ConnectionInfo, Emit, MakeRequest, Outcome
+from . import ConnectionInfo, Emit, MakeRequest, Outcome, ws_target
 from .ws import open_websocket
 
 if TYPE_CHECKING:
@@ -341,10 +341,7 @@ class LanePool:
             self._cond = asyncio.Condition()
         cond = self._cond
         loop = asyncio.get_running_loop()
-        url = settings.ws_url()
-        settings.check_secure(url)
-        headers = settings.auth_headers()
-        target = hash((url, tuple(sorted(headers.items()))))
+        url, headers, target = ws_target(settings)
         async with cond:
             while True:
                 if self._closed:

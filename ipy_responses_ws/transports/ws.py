@@ -46,7 +46,7 @@ from ..errors import (
     api_error_from_status,
 )
 from ..events import Notice, ServerEvent, error_from_event, from_legacy_done, parse_event
-from . import ConnectionInfo, Emit, MakeRequest, Outcome
+from . import ConnectionInfo, Emit, MakeRequest, Outcome, ws_target
 
 if TYPE_CHECKING:
     from ..config import Settings
@@ -243,10 +243,7 @@ class WSPool:
     ) -> tuple[WSConnection, bool]:
         cond = self._condition()
         loop = asyncio.get_running_loop()
-        url = settings.ws_url()
-        settings.check_secure(url)
-        headers = settings.auth_headers()
-        target = hash((url, tuple(sorted(headers.items()))))
+        url, headers, target = ws_target(settings)
         async with cond:
             while True:
                 if self._closed:
