@@ -85,10 +85,10 @@ def comm_balance(ex: Execution) -> tuple[int, int]:
 
 
 def test_answer_streams_into_widgets_then_freezes_to_markdown(kernel: Kernel, emu: Emulator) -> None:
-    pace(emu, words=400, token_rate=2000)  # ~0.5 s of streaming
+    pace(emu, words=900, token_rate=2000)  # ~1 s of streaming: several redraws even on a loaded machine
     ex = kernel.execute("%%respond -o first\nHello kernel")
     assert ex.status == "ok", ex.error
-    expected = reply_for(["Hello kernel"], words=400)
+    expected = reply_for(["Hello kernel"], words=900)
 
     # Live: the view's HTML grew over several updates, rendered as Markdown, before the freeze.
     values = live_values(ex)
