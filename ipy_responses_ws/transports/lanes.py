@@ -41,11 +41,10 @@ from ..errors import (
     ProtocolError,
     ResponsesError,
     StreamTimeoutError,
-    api_error_from_status,
 )
 from ..events import Notice, ServerEvent, error_from_event, from_legacy_done, parse_event
 from . import ConnectionInfo, Emit, MakeRequest, Outcome, ws_target
-from .ws import open_websocket
+from .ws import _CONN_LIMIT_CODE, connection_limit_error, open_websocket
 
 if TYPE_CHECKING:
     from ..config import Settings
@@ -57,7 +56,6 @@ log = logging.getLogger(__name__)
 MAX_ACTIVE = 16  # active responses per connection (§1.5)
 MAX_LANES = 32  # distinct named lanes per connection (§1.5)
 _TERMINAL = frozenset({"response.completed", "response.incomplete", "response.failed"})
-_CONN_LIMIT_CODE = "websocket_connection_limit_reached"
 _BAD = re.compile(r"[^A-Za-z0-9_.-]")
 _ids = itertools.count(1)
 
@@ -261,12 +259,7 @@ class LanePool:
             except _ReconnectLanes:
                 ended = True
                 if reconnected or lane.received:
-                    raise api_error_from_status(
-                        400,
-                        message="The server keeps refusing new responses "
-                        "(websocket_connection_limit_reached).",
-                        code=_CONN_LIMIT_CODE,
-                    ) from None
+                    raise connection_limit_error() from None
                 reconnected = fresh_only = True
                 emit(Notice("reconnect", {"reason": "connection age limit reached on the server"}))
             except ConnectionClosedError as exc:

@@ -179,12 +179,7 @@ class WSPool:
                 )
             except _Reconnect as why:
                 if reconnected or why.received:
-                    raise api_error_from_status(
-                        400,
-                        message="The server keeps refusing new responses on fresh connections "
-                        "(websocket_connection_limit_reached).",
-                        code=_CONN_LIMIT_CODE,
-                    ) from None
+                    raise connection_limit_error() from None
                 reconnected = True
                 fresh_only = True
                 emit(Notice("reconnect", {"reason": "connection age limit reached on the server"}))
@@ -421,6 +416,16 @@ class WSPool:
             phase = "idle" if received else "first_event"
             seconds = idle if received else settings.first_event_timeout
             raise StreamTimeoutError(phase=phase, seconds=seconds) from None
+
+
+def connection_limit_error() -> APIError:
+    """``websocket_connection_limit_reached`` again on a fresh connection: give up with a clear error (§1.9)."""
+    return api_error_from_status(
+        400,
+        message="The server keeps refusing new responses on fresh connections "
+        "(websocket_connection_limit_reached).",
+        code=_CONN_LIMIT_CODE,
+    )
 
 
 async def open_websocket(
