@@ -15,7 +15,8 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-from .errors import ConfigError, InsecureTransportError, MissingAPIKeyError, register_secret
+from .errors import ConfigError, InsecureTransportError, MissingAPIKeyError
+from .redact import MASK, redact_url, register_secret, secret_query_values
 
 __all__ = ["Settings", "parse_config_value", "DEFAULT_BASE_URL", "is_loopback_host"]
 
@@ -169,14 +170,25 @@ class Settings:
         return key
 
     def http_url(self) -> str:
-        """``{base}/responses`` for ``POST`` (SSE transport)."""
-        return self.resolved_base_url() + "/responses"
+        """``{base}/responses`` for ``POST`` (SSE transport), keeping the base URL's query string.
+
+        ``https://h/v1?api-version=x`` gives ``https://h/v1/responses?api-version=x`` (gateways and Azure put
+        the API version, sometimes a key, in the query). Secret query values are registered for redaction.
+        """
+        return self._endpoint({"ws": "http", "wss": "https"})
 
     def ws_url(self) -> str:
-        """The WebSocket URL derived like openai-python: http→ws, https→wss, plus ``/responses`` (§4)."""
+        """The WebSocket URL derived like openai-python: http→ws, https→wss, plus ``/responses`` (§4); the
+        base URL's query string is kept (``wss://h/v1/responses?api-version=x``)."""
+        return self._endpoint({"http": "ws", "https": "wss"})
+
+    def _endpoint(self, schemes: dict[str, str]) -> str:
         parts = urlsplit(self.resolved_base_url())
-        scheme = {"http": "ws", "https": "wss"}.get(parts.scheme, parts.scheme)
-        return urlunsplit((scheme, parts.netloc, parts.path.rstrip("/") + "/responses", parts.query, ""))
+        for secret in secret_query_values(parts.geturl()):
+            register_secret(secret)
+        scheme = schemes.get(parts.scheme, parts.scheme)
+        path = parts.path.rstrip("/") + "/responses"
+        return urlunsplit((scheme, parts.netloc, path, parts.query, ""))
 
     def check_secure(self, url: str) -> None:
         """Refuse clear-text ``ws://`` / ``http://`` to a non-loopback host unless ``allow_insecure``."""
@@ -196,8 +208,23 @@ class Settings:
         if self.project:
             headers["OpenAI-Project"] = self.project
         for name, value in self.extra_headers:
+            register_secret(value)  # Azure's `api-key`, a gateway's `x-api-key`: never echoed in an error
             headers[name] = value
         return headers
+
+    def __repr__(self) -> str:
+        """Every field but the key; the base URL with key-like query values masked, header values masked."""
+        shown = []
+        for f in dataclasses.fields(self):
+            if not f.repr:
+                continue
+            value = getattr(self, f.name)
+            if f.name == "base_url":
+                value = redact_url(value)
+            elif f.name == "extra_headers":
+                value = tuple((name, MASK) for name, _ in value)
+            shown.append(f"{f.name}={value!r}")
+        return f"{type(self).__name__}({', '.join(shown)})"
 
 
 def _check_base_url(url: str) -> None:

@@ -19,16 +19,19 @@
     └── PoolClosedError                  the session/pool was closed
 
 Secrets never reach exception text: every message and every free-text field is passed through
-:func:`redact` with the keys registered by :func:`register_secret` (``Settings.resolved_api_key()``
-registers the key it returns). Redaction covers the exact key and any ``Bearer <token>`` pattern, because
-servers and proxies sometimes echo request headers back in error bodies (PROTOCOL.md §3, B4).
+:func:`~ipy_responses_ws.redact.redact` at construction (the registered key, gateway keys in URL queries,
+custom header values, any ``Bearer <token>``), and every ``.url`` field through
+:func:`~ipy_responses_ws.redact.redact_url`. So an error built anywhere, by any transport, comes out clean:
+servers and proxies sometimes echo request headers back in error bodies (PROTOCOL.md §3, B4), and a connect
+error names the URL, whose query may hold a gateway key.
 """
 
 from __future__ import annotations
 
-import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from typing import Any, TypeVar
+
+from .redact import REDACTED, redact, redact_url, register_secret
 
 __all__ = [
     "ResponsesError",
@@ -46,38 +49,11 @@ __all__ = [
     "RateLimitError",
     "ResponseFailedError",
     "PoolClosedError",
+    "REDACTED",
     "redact",
     "register_secret",
     "api_error_from_status",
 ]
-
-REDACTED = "[REDACTED]"
-_BEARER_RE = re.compile(r"(?i)\b(bearer)\s+[^\s\"',;]+")
-# Keys seen in this process (memory only). Short strings are not registered: redacting "a" everywhere
-# would mangle messages and a real key is never that short.
-_SECRETS: set[str] = set()
-_MIN_SECRET_LEN = 6
-
-
-def register_secret(secret: str | None) -> None:
-    """Remember *secret* so that every later error message redacts it."""
-    if secret and len(secret) >= _MIN_SECRET_LEN:
-        _SECRETS.add(secret)
-
-
-def redact(text: str, secrets: Iterable[str] = ()) -> str:
-    """Return *text* with every secret and every ``Bearer <token>`` replaced by ``[REDACTED]``.
-
-    *secrets* adds to the process-wide set registered with :func:`register_secret`.
-    """
-    if not text:
-        return text
-    for secret in (*secrets, *_SECRETS):
-        if secret and secret in text:
-            text = text.replace(secret, REDACTED)
-    if "earer" in text or "EARER" in text:
-        text = _BEARER_RE.sub(lambda m: f"{m.group(1)} {REDACTED}", text)
-    return text
 
 
 def _clean(value: Any) -> Any:
@@ -182,7 +158,7 @@ class InsecureTransportError(ConfigError):
     default_hint = "Use an https:// base URL, or pass allow_insecure=True if you really mean to send the key unencrypted."
 
     def __init__(self, message: str = "", *, url: str | None = None, hint: str | None = None) -> None:
-        self.url = url
+        self.url = redact_url(url)
         super().__init__(message, hint=hint)
 
     def _default_message(self) -> str:
@@ -202,7 +178,7 @@ class ConnectError(TransportError):
     """TCP, TLS or DNS failure while connecting to ``url``."""
 
     def __init__(self, message: str = "", *, url: str | None = None, hint: str | None = None) -> None:
-        self.url = url
+        self.url = redact_url(url)
         super().__init__(message, hint=hint)
 
     def _default_message(self) -> str:
@@ -225,7 +201,12 @@ class HandshakeError(TransportError):
     ) -> None:
         self.status = status
         self.body = redact(body) if body else body
-        self.url = url
+        self.url = redact_url(url)
+        if hint is None and status == 404:
+            hint = (
+                "Check the base URL (OPENAI_BASE_URL or the base_url setting; it usually ends in /v1). If it is "
+                "right, the server does not offer WebSocket mode: the SSE transport may still work."
+            )
         super().__init__(message, hint=hint)
 
     def _default_message(self) -> str:
@@ -311,7 +292,8 @@ class ProtocolError(TransportError):
 class APIError(ResponsesError):
     """The server answered with an error (HTTP status or an ``error`` event)."""
 
-    default_hint = "See the message above; fix the request or try again later."
+    # The error is often shown alone (a cell's status line, `result.error`): the hint must stand on its own.
+    default_hint = "Fix the request, or try again later if the server is having trouble."
 
     def __init__(
         self,
@@ -429,4 +411,13 @@ def api_error_from_status(
         return AuthenticationError(msg, **kw)
     if status == 429 or code in ("rate_limit_exceeded", "insufficient_quota"):
         return RateLimitError(msg, retry_after=_parse_retry_after(headers), **kw)
+    if status in (404, 405) and not code:
+        # No OpenAI error code: the URL itself is wrong (a gateway's 404 page), not the request.
+        return APIError(msg, hint=_NOT_FOUND_HINT, **kw)
     return APIError(msg, **kw)
+
+
+_NOT_FOUND_HINT = (
+    "The server has no Responses endpoint at this URL: check the base URL (OPENAI_BASE_URL or the base_url "
+    "setting; it usually ends in /v1, e.g. https://api.openai.com/v1)."
+)

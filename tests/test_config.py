@@ -29,6 +29,19 @@ def test_key_not_in_repr():
     assert KEY not in str(s)
 
 
+def test_repr_masks_gateway_keys_and_header_values_but_names_them():
+    s = Settings(
+        base_url="https://gw.example/v1?api-version=2025&api-key=GATEWAY-SECRET-1234",
+        extra_headers=(("api-key", "AZURE-HEADER-SECRET-5678"), ("OpenAI-Beta", "responses=v1")),
+    )
+    shown = repr(s)
+    assert "GATEWAY-SECRET-1234" not in shown and "AZURE-HEADER-SECRET-5678" not in shown
+    assert "responses=v1" not in shown  # every custom header value: we cannot tell which ones are secret
+    assert "api-version=2025" in shown and "api-key=***" in shown
+    assert "('api-key', '***')" in shown and "('OpenAI-Beta', '***')" in shown
+    assert s.http_url().endswith("api-key=GATEWAY-SECRET-1234")  # the request itself still carries it
+
+
 @pytest.mark.parametrize(
     ("base", "ws"),
     [

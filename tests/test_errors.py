@@ -56,6 +56,50 @@ def test_registered_secret_redacted_in_every_error_field():
     assert KEY not in hs.body
 
 
+@pytest.mark.parametrize(
+    "name",
+    ["key", "api-key", "api_key", "apikey", "token", "access_token", "sig", "signature", "code", "x-api-key"],
+)
+def test_a_gateway_key_in_a_url_query_is_redacted_in_every_error(name):
+    secret = f"gw-{name}-SECRET-0123456789"
+    url = f"wss://gw.example/v1/responses?api-version=2025&{name}={secret}&deployment=d"
+    errors = [
+        E.ConnectError(f"Could not connect to {url}: ClientConnectorError: refused.", url=url),
+        E.HandshakeError(status=503, url=url, body=f"upstream said {url}"),
+        E.ConnectError(url=url),
+        E.HandshakeError(status=404, url=url),
+        E.ProtocolError(f"Expected an event stream from {url}, got HTTP 200 with text/html content type."),
+        E.InsecureTransportError(url=url),
+    ]
+    for err in errors:
+        for text in (
+            str(err),
+            repr(err),
+            str(err.args),
+            repr(vars(err)),
+            repr(pickle.loads(pickle.dumps(err))),
+        ):
+            assert secret not in text, (type(err).__name__, text)
+        assert "api-version=2025" in str(err) or not getattr(err, "url", None) or "gw.example" in str(err)
+    assert errors[0].url == f"wss://gw.example/v1/responses?api-version=2025&{name}=***&deployment=d"
+    assert "Could not connect to wss://gw.example/v1/responses?" in str(errors[0])
+
+
+def test_redact_url_keeps_what_is_not_secret():
+    from ipy_responses_ws.redact import redact_url
+
+    assert redact_url("https://h/v1?api-version=2&model=x") == "https://h/v1?api-version=2&model=x"
+    assert redact_url("https://user:p4ssw0rd-long@h/v1") == "https://user:***@h/v1"
+    assert redact_url(None) is None
+
+
+def test_registered_header_values_are_redacted():
+    secret = "azure-header-SECRET-42424242"
+    register_secret(secret)
+    err = E.APIError(f"gateway echoed api-key: {secret}", status=400)
+    assert secret not in str(err) and "[REDACTED]" in str(err)
+
+
 def test_messages_say_what_and_what_to_do():
     t = E.StreamTimeoutError(phase="first_event", seconds=300)
     assert "300 s" in str(t) and "first event" in str(t) and "first_event_timeout" in str(t)

@@ -417,3 +417,133 @@ def test_env_magic_really_echoes_the_value() -> None:
     finally:
         os.environ.pop("IPY_RWS_DEMO_SECRET", None)
     assert "sk-test-FAKE-echo-me-123456" in out.getvalue()
+
+
+# --- gateway secrets: a key in the base URL's query, a custom header value --------------------------------------
+
+QUERY_CANARY = "gwq-FAKE-5c1d8e2f9a7b3c4d6e0f1a2b"
+HEADER_CANARY = "hdr-FAKE-9e8d7c6b5a4f3e2d1c0b9a8f"
+GATEWAY_QUERY = f"?api-version=2025-04-01&api-key={QUERY_CANARY}"
+
+
+def gateway_leaks(text: str) -> list[str]:
+    """Pieces of the query or header canary (or of the API key) found in *text*."""
+    found = leaks(text)
+    for canary in (QUERY_CANARY, HEADER_CANARY):
+        tail = canary.rsplit("-", 1)[-1]
+        found += [tail[i : i + 8] for i in range(len(tail) - 7) if tail[i : i + 8] in text]
+    return found
+
+
+def _dead_base_url() -> str:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    return f"http://127.0.0.1:{port}/v1"  # nothing listens there any more: connection refused
+
+
+@pytest.mark.parametrize("transport", ["ws", "sse"])
+def test_gateway_secrets_never_leak_in_process(emu: Emulator, transport: str) -> None:
+    """The query key and the header value reach the server, and nothing the user can see holds them."""
+    headers = {"api-key": HEADER_CANARY}
+    seen: list[str] = []
+    with HostileServer("echo_auth").run_in_thread() as echo:
+        flows: list[tuple[str, dict[str, Any], type[BaseException] | None]] = [
+            ("ok", {"base_url": emu.base_url + GATEWAY_QUERY}, None),
+            ("refused connection", {"base_url": _dead_base_url() + GATEWAY_QUERY}, ResponsesError),
+            (
+                "handshake refused, no fallback",
+                {"base_url": emu.base_url + GATEWAY_QUERY, "fallback_to_sse": False},
+                HandshakeError if transport == "ws" else None,
+            ),
+            ("headers echoed (401)", {"base_url": echo.base_url + GATEWAY_QUERY}, AuthenticationError),
+        ]
+        for name, settings, expect in flows:
+            emu.clear_faults()
+            if name.startswith("handshake"):
+                emu.add_fault(Fault(kind="refuse_upgrade", status=503))
+            with ResponsesSession(
+                api_key=CANARY_KEY,
+                transport=transport,
+                extra_headers=headers,
+                connect_timeout=3.0,
+                **settings,
+            ) as s:
+                r = s.respond(f"flow {name}")
+                seen += [exception_texts(r.error), repr(r), repr(s), repr(s.settings), str(s.settings)]
+                seen.append(json.dumps(s.status(), default=str))
+            if expect is None:
+                assert r.status == "completed", (name, r.error)
+            else:
+                assert isinstance(r.error, expect), (name, r.error)
+        emu.clear_faults()
+        echoed = [req for req in echo.requests if req["headers"].get("api-key") == HEADER_CANARY]
+    assert echoed, "the header really was sent (and echoed back): redaction, not luck, keeps it out"
+    everything = "\n".join(seen)
+    assert "api-version=2025-04-01" in everything  # the URL is still shown, only its secret is masked
+    assert "Could not connect to" in everything
+    assert gateway_leaks(everything) == []
+
+
+@pytest.mark.xfail(
+    reason="transports/ws.py logs the raw URL at DEBUG (`connected %s`); its owner is to log redact_url(url)",
+    strict=False,
+)
+def test_debug_logs_hold_no_gateway_key(emu: Emulator, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG)
+    with ResponsesSession(
+        base_url=emu.base_url + GATEWAY_QUERY, api_key=CANARY_KEY, extra_headers={"api-key": HEADER_CANARY}
+    ) as s:
+        assert s.respond("logged").status == "completed"
+    assert gateway_leaks(caplog.text) == []
+
+
+def test_gateway_secrets_never_reach_iopub_or_the_saved_notebook(tmp_path) -> None:
+    """A kernel whose OPENAI_BASE_URL carries a gateway key, and whose server is down: the connect errors name
+    the URL (in the live view, the frozen output, ``raise``, ``%responses``) with the key masked."""
+    from kernel_helpers import Kernel, all_text
+
+    base_url = _dead_base_url() + GATEWAY_QUERY
+    cells = [
+        "%load_ext ipy_responses_ws",
+        "%%respond -o a\nhello",
+        "%%respond -t sse -o b\nhello again",
+        "%%respond --background -o c\nin the background",
+        "import time\nfor _ in range(100):\n    if 'c' in globals(): break\n    time.sleep(0.05)",
+        "print(a.error); print(repr(b.error)); print(vars(a.error))",
+        "%responses status",
+        "%responses config",
+        "%responses",
+        "raise b.error",
+    ]
+    with Kernel({"OPENAI_BASE_URL": base_url, "OPENAI_API_KEY": CANARY_KEY}) as k:
+        for cell in cells:
+            k.execute(cell, timeout=60)
+        kinds = k.execute("print(type(a.error).__name__, type(b.error).__name__, c.status)").stdout().split()
+        text = all_text(k.all_messages)
+    assert kinds[:2] == ["ConnectError", "ConnectError"] and kinds[2] == "failed", kinds
+    assert "api-key=***" in text
+    assert gateway_leaks(text) == []
+
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(src) for src in cells[:3] + cells[5:]])
+    env_before = {k: os.environ.get(k) for k in ("OPENAI_BASE_URL", "OPENAI_API_KEY")}
+    os.environ.update({"OPENAI_BASE_URL": base_url, "OPENAI_API_KEY": CANARY_KEY})
+    try:
+        NotebookClient(
+            nb,
+            timeout=60,
+            kernel_name="python3",
+            allow_errors=True,
+            resources={"metadata": {"path": str(tmp_path)}},
+        ).execute()
+    finally:
+        for name, value in env_before.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+    saved = nbformat.writes(nb)
+    assert "Could not connect to" in saved
+    assert gateway_leaks(saved) == []
