@@ -14,6 +14,7 @@ import re
 import secrets
 import string
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -232,8 +233,15 @@ def build_turn(
     cached_tokens: int = 0,
     refuse: bool = False,
     response_id: str | None = None,
+    think: bool = False,
+    seal: Callable[[str, str], str] | None = None,
 ) -> Turn:
-    """Plan the events for one response. ``history`` is the parent chain's items (input and output)."""
+    """Plan the events for one response. ``history`` is the parent chain's items (input and output).
+
+    ``think`` gives the response a reasoning item even if the request asked for none (the ``think``
+    fault). ``seal(item_id, summary)`` makes a reasoning item's ``encrypted_content``; it is passed when the
+    request has ``include: ["reasoning.encrypted_content"]``.
+    """
     rid = response_id or new_id("resp")
     base = snapshot_base(req, rid, int(time.time()))
     conversation = history + new_items
@@ -257,8 +265,8 @@ def build_turn(
 
     if generate:
         reasoning = req.get("reasoning") or {}
-        if reasoning.get("summary") or reasoning.get("effort") not in (None, "none", "minimal"):
-            item, reasoning_tokens = _reasoning(seq, len(output), users, bool(reasoning.get("summary")))
+        if think or reasoning.get("summary") or reasoning.get("effort") not in (None, "none", "minimal"):
+            item, reasoning_tokens = _reasoning(seq, len(output), users, bool(reasoning.get("summary")), seal)
             output.append(item)
         tool = _pick_tool(req, prompt, bool(tool_results))
         if tool is not None:
@@ -306,19 +314,22 @@ def build_turn(
     )
 
 
-def _reasoning(seq: _Seq, index: int, users: list[str], with_summary: bool) -> tuple[dict[str, Any], int]:
+def _reasoning(
+    seq: _Seq, index: int, users: list[str], with_summary: bool, seal: Callable[[str, str], str] | None
+) -> tuple[dict[str, Any], int]:
     item_id = new_id("rs")
+    text = model.reasoning_summary_for(users) if with_summary else ""
+    sealed = {"encrypted_content": seal(item_id, text)} if seal is not None else {}
     seq.add(
         {
             "type": "response.output_item.added",
             "output_index": index,
-            "item": {"id": item_id, "type": "reasoning", "summary": []},
+            "item": {"id": item_id, "type": "reasoning", "summary": [], **sealed},
         },
         output=True,
     )
     summary: list[dict[str, Any]] = []
     if with_summary:
-        text = model.reasoning_summary_for(users)
         common = {"item_id": item_id, "output_index": index, "summary_index": 0}
         seq.add({"type": "response.reasoning_summary_part.added", **common, "part": _summary("")})
         for piece in model.split_deltas(text):
@@ -326,7 +337,7 @@ def _reasoning(seq: _Seq, index: int, users: list[str], with_summary: bool) -> t
         seq.add({"type": "response.reasoning_summary_text.done", **common, "text": text})
         seq.add({"type": "response.reasoning_summary_part.done", **common, "part": _summary(text)})
         summary.append(_summary(text))
-    item = {"id": item_id, "type": "reasoning", "summary": summary}
+    item = {"id": item_id, "type": "reasoning", "summary": summary, **sealed}
     seq.add({"type": "response.output_item.done", "output_index": index, "item": item})
     tokens = _HIDDEN_REASONING_TOKENS + sum(model.count_tokens(s["text"]) for s in summary)
     return item, tokens

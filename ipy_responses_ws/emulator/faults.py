@@ -3,7 +3,11 @@
 A `Fault` is matched against each request (a WebSocket upgrade, a WS ``response.create``, an HTTP POST).
 The first registered fault whose transport and phase fit fires, and its ``count`` drops by one (``count=None``
 keeps it forever). A prompt line such as ``!fault drop after=5`` injects a one-shot fault into that request
-only (handy in notebook demos); directives win over registered faults.
+only (handy in notebook demos); directives win over registered faults. Only the **latest** user message
+of a request's input is read for directives, so a resent transcript does not fire old ones again.
+
+A registered one-shot fault that strikes after ``after`` events of a response that has fewer events is
+given back (:meth:`FaultSet.give_back`): it stays armed for the next response.
 
 Kinds (docs/emulator.md has the full table):
 
@@ -20,6 +24,9 @@ error              request   ``status`` error (429 carries rate-limit headers; 5
 failed             request   ``response.failed`` after ``after`` events (SSE: nested ``error`` first)
 incomplete         request   ``response.incomplete`` with reason ``code`` (default ``content_filter``)
 stall              request   go silent for ``seconds`` after ``after`` events, then carry on
+think              request   a reasoning model thinking: after ``response.created``, ``in_progress`` and a
+                             reasoning ``output_item.added``, silence for ``seconds`` before the first
+                             output (the response gets a reasoning item if it had none; ``after`` unused)
 malformed          request   after ``after`` events send ``variant`` = json (invalid JSON text) | binary
                              (a binary frame) | utf8 (invalid UTF-8), then carry on
 cap                request   WS only: once the connection has finished ``responses`` responses, answer the
@@ -49,6 +56,7 @@ KINDS = frozenset(
         "failed",
         "incomplete",
         "stall",
+        "think",
         "malformed",
         "cap",
     }
@@ -142,6 +150,18 @@ class FaultSet:
         with self._lock:
             return [replace(f) for f in self._faults]
 
+    def give_back(self, shot: Fault) -> None:
+        """Re-arm a shot that :meth:`take` handed out but that never struck (one use goes back)."""
+        if shot.count is None:
+            return  # persistent: nothing was used up
+        key = replace(shot, count=None)
+        with self._lock:
+            for fault in self._faults:
+                if fault.count is not None and replace(fault, count=None) == key:
+                    fault.count += 1
+                    return
+            self._faults.insert(0, replace(shot, count=1))
+
     def take(self, transport: str, phase: str, *, finished_responses: int = 0) -> Fault | None:
         """Return the first fault that fits and use up one of its shots."""
         with self._lock:
@@ -169,8 +189,17 @@ def _coerce(key: str, value: str) -> Any:
     return value
 
 
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
 def parse_directives(messages: Iterable[str]) -> tuple[Fault | None, bool]:
-    """Read ``!fault KIND key=value ...`` and ``!refuse`` lines from the new input's user messages.
+    """Read ``!fault KIND key=value ...`` and ``!refuse`` lines from user messages (the server passes the
+    latest user message only). A bare number stands for ``seconds`` (``!fault think 3``).
 
     Returns the fault (the last ``!fault`` line wins) and whether a refusal was asked for. A malformed
     directive raises ``ValueError`` (the server answers 400, so a typo in a demo is visible).
@@ -189,6 +218,8 @@ def parse_directives(messages: Iterable[str]) -> tuple[Fault | None, bool]:
                 kwargs: dict[str, Any] = {}
                 for part in parts[1:]:
                     key, sep, value = part.partition("=")
+                    if not sep and _is_number(part):
+                        key, sep, value = "seconds", "=", part
                     if not sep:
                         raise ValueError(f"bad fault option {part!r}; expected key=value")
                     kwargs[key] = _coerce(key, value)

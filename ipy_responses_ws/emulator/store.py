@@ -40,14 +40,23 @@ class ResponseStore:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._records: dict[str, Record] = {}
+        self._items: dict[str, dict[str, Any]] = {}  # output items of stored responses, by item id
 
     def put(self, record: Record) -> None:
         with self._lock:
             self._records[record.id] = record
+            for item in record.response.get("output") or ():
+                if isinstance(item, dict) and item.get("id"):
+                    self._items[item["id"]] = item
 
     def get(self, response_id: str) -> Record | None:
         with self._lock:
             return self._records.get(response_id)
+
+    def item(self, item_id: str) -> dict[str, Any] | None:
+        """An output item of a stored response (what an ``item_reference`` or a bare id resolves to)."""
+        with self._lock:
+            return self._items.get(item_id)
 
     def __len__(self) -> int:
         with self._lock:
