@@ -10,7 +10,7 @@ from ipy_responses_ws.emulator import Emulator, Fault, reply_for
 from ipy_responses_ws.errors import ConnectionClosedError
 from ipy_responses_ws.events import ServerEvent
 from ipy_responses_ws.session import ResponsesSession
-from ipy_responses_ws.transports.lanes import lane_id
+from ipy_responses_ws.transports.pool import lane_id
 
 KEY = "sk-test-FAKE-engine-lanes-0123456789"
 WORDS = 60

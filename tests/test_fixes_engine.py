@@ -272,7 +272,8 @@ def test_lanes_move_on_after_an_abandon_and_forget_the_drained_lane() -> None:
         streams = [f.get("stream_id") for f in _frames(e)]
     assert r.ok and r.text == reply_for(["first", "next"]) and took < 0.8
     assert streams[0] == streams[1] and streams[2] == f"{streams[0]}.1"
-    assert lanes == [streams[2]]  # the abandoned lane drained and was forgotten
+    # The abandoned lane is not reused, but its name still counts toward the server's 32 per connection.
+    assert lanes == sorted({streams[0], streams[2]})
 
 
 # --- a 1009 close tells the user what to do (docs/reliability.md §6 weak spot) ---------------------------

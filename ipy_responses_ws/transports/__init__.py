@@ -1,4 +1,8 @@
-"""Transports: one protocol, two implementations (WebSocket pool, HTTP SSE).
+"""Transports: one protocol, two implementations (the WebSocket pool, HTTP SSE). They only move bytes.
+
+Which events belong to a request and which wait applies is :mod:`..stream`'s call (one
+:class:`~..stream.ResponseStream` per request, in both transports); what to do after a failure is
+:mod:`..recovery`'s. A transport never retries, reconnects or falls back by itself.
 
 A turn calls :meth:`Transport.run` with
 
@@ -12,7 +16,8 @@ A turn calls :meth:`Transport.run` with
 
 ``run`` returns an :class:`Outcome` once a terminal event (completed / incomplete / failed) was emitted, and
 raises a :class:`~ipy_responses_ws.errors.ResponsesError` otherwise. aiohttp exceptions are mapped to the
-package's errors in exactly one place per transport.
+package's errors in exactly one place per transport. ``want_cached`` (the chain's parent id) lets the WS pool
+lease the connection whose cache holds it; ``fresh`` asks for a new connection.
 """
 
 from __future__ import annotations
@@ -50,8 +55,6 @@ class Outcome:
     connection_id: str | None = None
     request: dict[str, Any] | None = None
     error_event: ServerEvent | None = None  # an ``error`` event that preceded ``response.failed``
-    retried: bool = False  # retried on a fresh connection before anything arrived
-    reconnected: bool = False  # reconnected (connection cap, rotation) during this turn
     request_id: str | None = None
 
 
@@ -71,6 +74,8 @@ class Transport(Protocol):
         *,
         settings: Settings,
         affinity: str | None = None,
+        want_cached: str | None = None,
+        fresh: bool = False,
     ) -> Outcome: ...
 
     async def aclose(self) -> None: ...

@@ -21,9 +21,10 @@ from typing import TYPE_CHECKING
 
 import aiohttp
 
-from ..errors import ConnectError, ConnectionClosedError, ProtocolError, StreamTimeoutError
-from ..events import Notice, ServerEvent, error_from_event, error_from_http, from_legacy_done, parse_event
+from ..errors import ConnectError, ConnectionClosedError, ProtocolError, ResponsesError, StreamTimeoutError
+from ..events import Notice, error_from_event, error_from_http
 from ..sse import SSEDecoder
+from ..stream import ResponseStream, Step
 from . import ConnectionInfo, Emit, MakeRequest, Outcome
 
 if TYPE_CHECKING:
@@ -32,7 +33,6 @@ if TYPE_CHECKING:
 __all__ = ["SSETransport", "WS_ONLY_FIELDS"]
 
 WS_ONLY_FIELDS = frozenset({"type", "generate", "stream_id"})
-_TERMINAL = frozenset({"response.completed", "response.incomplete", "response.failed"})
 _ERROR_BODY_LIMIT = 64 * 1024
 
 
@@ -52,6 +52,8 @@ class SSETransport:
         *,
         settings: Settings,
         affinity: str | None = None,
+        want_cached: str | None = None,
+        fresh: bool = False,
     ) -> Outcome:
         url = settings.http_url()
         settings.check_secure(url)
@@ -64,15 +66,17 @@ class SSETransport:
         emit(Notice("connecting", {"transport": "sse", "url": url}))
         loop = asyncio.get_running_loop()
         timeout = aiohttp.ClientTimeout(total=None, sock_connect=settings.connect_timeout)
-        idle = settings.idle_timeout
-        slack = idle * 0.05
-        deadline = loop.time() + settings.first_event_timeout
-        received = False
+        stream = ResponseStream(
+            first_output_timeout=settings.first_event_timeout, idle_timeout=settings.idle_timeout
+        )
+        # The timer is moved only when the stream's deadline drifted by more than this: one timer operation
+        # per many events, and a timeout fires at most this late.
+        slack = settings.idle_timeout * 0.02
         request_id: str | None = None
-        error_event: ServerEvent | None = None
         self.requests += 1
+        stream.sent(loop.time())
         try:
-            async with asyncio.timeout_at(deadline) as timer:
+            async with asyncio.timeout_at(stream.deadline()) as timer:
                 try:
                     resp_cm = self._http().post(url, data=data, headers=headers, timeout=timeout)
                     resp = await resp_cm.__aenter__()
@@ -107,42 +111,46 @@ class SSETransport:
                         for msg in messages:
                             if msg.data == "[DONE]":  # not sent by OpenAI (§3); tolerated like openai-python
                                 continue
-                            ev = parse_event(msg.data)
-                            now = loop.time()
-                            if not received or deadline - now < idle - slack:
-                                received = True
-                                deadline = now + idle
-                                timer.reschedule(deadline)
-                            if ev.type == "error":
-                                if error_event is None:
-                                    error_event = ev
-                                continue
-                            if ev.type == "response.done":
-                                ev = from_legacy_done(ev) or ev
-                            emit(ev)
-                            if ev.type in _TERMINAL:
+                            step = stream.feed_payload(msg.data, loop.time())
+                            if step is Step.EMIT:
+                                emit(stream.event)  # type: ignore[arg-type]
+                            elif step is Step.FINISH:
+                                emit(stream.event)  # type: ignore[arg-type]
                                 return Outcome(
-                                    "sse", ev, request=body, error_event=error_event, request_id=request_id
+                                    "sse",
+                                    stream.terminal,  # type: ignore[arg-type]
+                                    request=body,
+                                    error_event=stream.error_event,
+                                    request_id=request_id,
                                 )
+                            elif step is not Step.DROP:  # FAIL (RECONNECT means nothing over HTTP)
+                                raise _with_request_id(stream.error, request_id)  # type: ignore[arg-type]
                         if not chunk:
                             break
-                    if error_event is not None:
-                        raise error_from_event(error_event, request_id=request_id)
+                        deadline = stream.deadline()
+                        if abs(deadline - timer.when()) > slack:  # type: ignore[operator]
+                            timer.reschedule(deadline)
+                    if stream.error_event is not None:
+                        raise error_from_event(stream.error_event, request_id=request_id)
                     raise ProtocolError(
                         "The event stream ended without a terminal event (response.completed)."
                     )
                 finally:
                     await resp_cm.__aexit__(None, None, None)
         except TimeoutError:
-            phase = "idle" if received else "first_event"
-            raise StreamTimeoutError(
-                phase=phase, seconds=idle if received else settings.first_event_timeout
-            ) from None
+            raise stream.timeout_error() from None
         except (aiohttp.ClientPayloadError, aiohttp.ClientConnectionError, ConnectionError) as exc:
             raise ConnectionClosedError(
                 f"The event stream broke off ({type(exc).__name__}) before a terminal event.",
-                received_any=received,
+                received_any=stream.received,
             ) from None
 
     async def aclose(self) -> None:
         """Nothing of its own to close: the ClientSession belongs to the runtime."""
+
+
+def _with_request_id(err: ResponsesError, request_id: str | None) -> ResponsesError:
+    """An in-stream error carries the HTTP response's ``x-request-id`` (support asks for it)."""
+    if request_id and getattr(err, "request_id", "") is None:
+        err.request_id = request_id  # type: ignore[attr-defined]
+    return err
