@@ -1,0 +1,377 @@
+"""The live view of one ``%%respond`` turn: status line, answer, reasoning summary, function calls, Stop.
+
+Core ipywidgets only (HTML, Button, VBox/HBox, Accordion), so JupyterLab, Notebook 7, VS Code and Colab can
+render it (DESIGN.md §5). Nothing here talks to the network or to IPython: the magics feed events in, call
+:meth:`ResponseView.flush` often, and replace the view by its final bundle when the turn ends. How the view
+keeps its iopub traffic small is described in ``docs/live-view.md``.
+
+Threads. Exactly one thread writes to a view's widgets: the kernel's main thread for a foreground cell, the
+session's I/O loop thread (through ``on_event`` and done callbacks) for a background cell (DESIGN.md §2).
+A Stop click only asks the session to cancel; the resulting end of the turn is drawn by the writer thread.
+"""
+
+from __future__ import annotations
+
+import html
+import logging
+import re
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+import ipywidgets as widgets
+from ipywidgets.widgets.widget_string import HTMLStyle
+
+from .blocks import BlockFreezer
+from .bundle import final_bundle
+from .markdown import render_markdown
+from .pacing import CoalescingClock, PacedClock
+from .panel import close_widgets
+from .view_state import TurnState
+
+__all__ = ["CHUNK_OVERHEAD", "INTERVAL", "MAX_TAIL", "PAGE_SIZE", "STATUS_INTERVAL", "ResponseView"]
+
+log = logging.getLogger(__name__)
+
+_TAGS = re.compile(r"<[^>]*>")
+
+PAGE_SIZE = 24
+# Measured on a real kernel (ipykernel 7.4, ipywidgets 8.1; tests/test_widget_traffic.py prints them): every
+# iopub message costs a ~0.55 KB envelope (ZMQ topic, header, parent header, metadata, HMAC signature). A
+# frozen child widget costs its comm_open (~1.1 KB with the shared Layout and style), one update of its
+# page's children list (~0.6 KB + ~46 B per sibling) and a comm_close at the end (~0.55 KB): ~2.8 KB.
+CHUNK_OVERHEAD = 2800
+# Longest live tail (Markdown characters) before the last block is split: at 2,500 tokens/s the ski-rental
+# rule above freezes about every 2.5 KB anyway; this bounds the tail of slower, long blocks.
+MAX_TAIL = 2048
+# The slowest redraw rate the view may have while text arrives is 10 a second (DESIGN.md §5); every redraw
+# pays one envelope, so redrawing more often only adds traffic. 10% below 0.1 s leaves room for the first
+# and last partial intervals of a stream; the pacing clock keeps late redraws from lowering the rate.
+INTERVAL = 0.09
+# The status line's numbers (elapsed, tokens/s) are redrawn this often; a new state or note at once.
+STATUS_INTERVAL = 1.0
+
+_STATE_COLOURS = {
+    "connecting": "#6b7280",
+    "waiting": "#6b7280",
+    "streaming": "#2563eb",
+    "done": "#15803d",
+    "incomplete": "#b45309",
+    "interrupted": "#b45309",
+    "failed": "#b91c1c",
+}
+_BADGE_STYLE = "padding:0 5px;border-radius:4px;font-weight:600;color:#fff;background:{bg};margin-right:6px"
+
+
+class ResponseView:
+    """The live view of one ``%%respond`` turn.
+
+    Feed events with :meth:`handle` (cheap, no widget writes), call :meth:`flush` often (it writes at most
+    once per ``interval``), then :meth:`finish` with the ``TurnResult``. :meth:`final_bundle` gives the
+    plain display bundle that replaces the view, and :meth:`close` frees every widget.
+    """
+
+    def __init__(
+        self,
+        *,
+        transport: str | None = None,
+        model: str | None = None,
+        background: bool = False,
+        on_stop: Callable[[], Any] | None = None,
+        interval: float = INTERVAL,
+        status_interval: float = STATUS_INTERVAL,
+        max_tail: int | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.state = TurnState(
+            transport=transport,
+            model=model,
+            clock=clock,
+            freezer=BlockFreezer(min_chunk=1 << 30, max_tail=MAX_TAIL if max_tail is None else max_tail),
+        )
+        self._clock = PacedClock(interval, clock=clock)
+        self._status_clock = CoalescingClock(status_interval, clock=clock)
+        self._lock = threading.Lock()  # guards handle()/flush() when a Stop click races the writer
+        self._on_stop = on_stop
+        self.background = background
+        self._written_version = -1
+        self._status_written = ""
+        self._status_key: tuple[Any, ...] = ()
+        self._tail_written = ""
+        self._reasoning_written = ""
+        self._calls_written = ""
+        self._resent_since_freeze = 0
+        self._text_shown = False  # some answer text (not just markup) is on screen
+        self.updates = 0  # widget writes of the live tail (tests and benchmarks read this)
+        self.closed = False
+        self.finished = False
+
+        self._shared_layout = widgets.Layout(margin="0", padding="0")
+        self._shared_style = HTMLStyle()
+        self._created: list[widgets.Widget] = []
+
+        # Only what every turn needs is created up front (each widget costs a comm_open and a comm_close on
+        # iopub); the reasoning accordion, the function calls and the error box appear when first needed.
+        self.status = self._html("")
+        self.live = self._html("")
+        self._pages: list[widgets.VBox] = []
+        self.body = self._track(widgets.VBox([self.live], layout=self._shared_layout))
+        self.stop_button: widgets.Button | None = None
+        self.reasoning: widgets.Accordion | None = None
+        self.reasoning_html: widgets.HTML | None = None
+        self.calls: widgets.HTML | None = None
+        self.error: widgets.HTML | None = None
+        header: widgets.Widget = self.status
+        if background:
+            # A background cell cannot be interrupted (DESIGN.md §2): it gets a Stop button. A foreground
+            # cell has none; its status line says to use Interrupt instead.
+            self.stop_button = self._track(
+                widgets.Button(
+                    description="Stop",
+                    icon="stop",
+                    button_style="warning",
+                    tooltip="Stop this background response",
+                    layout=widgets.Layout(width="auto"),
+                )
+            )
+            self.stop_button.on_click(self._stop_clicked)
+            header = self._track(
+                widgets.HBox([self.status, self.stop_button], layout=widgets.Layout(align_items="center"))
+            )
+        self._header = header
+        self.widget = self._track(widgets.VBox([header, self.body], layout=self._shared_layout))
+        self._write_status(force=True)
+
+    # -- construction helpers ------------------------------------------------------------------------------
+
+    def _track(self, w: widgets.Widget) -> Any:
+        self._created.append(w)
+        return w
+
+    def _html(self, value: str) -> widgets.HTML:
+        return self._track(widgets.HTML(value, layout=self._shared_layout, style=self._shared_style))
+
+    def _show(self, w: widgets.Widget, *, before_body: bool) -> None:
+        """Insert a lazily created part above (or below) the answer."""
+        children = list(self.widget.children)
+        index = children.index(self.body)
+        children.insert(index if before_body else index + 1, w)
+        self.widget.children = tuple(children)
+
+    # -- feeding ----------------------------------------------------------------------------------------------
+
+    def handle(self, item: Any) -> str:
+        """Fold one event/notice into the view's state (no widget writes); return the text it added."""
+        with self._lock:
+            return self.state.apply(item)
+
+    def due(self) -> bool:
+        """True when the next :meth:`flush` would redraw the answer (interval passed, or first text)."""
+        return self._clock.due() or self._first_text_pending()
+
+    def flush(self, *, force: bool = False) -> bool:
+        """Write pending changes to the widgets if an update is due (or ``force``). True if it wrote.
+
+        The answer is redrawn at most once per ``interval``, except its first text, which is drawn at once
+        (the time to first visible text is what a user feels). The status line has its own clock, so a
+        status change never delays the answer.
+        """
+        if self.closed:
+            return False
+        with self._lock:
+            wrote = False
+            changed = force or self.state.version != self._written_version
+            if changed and (force or self._clock.due() or self._first_text_pending()):
+                self._written_version = self.state.version
+                wrote = self._write_body(final=False)
+                wrote |= self._write_extras()
+                if wrote:
+                    self._clock.mark()
+            wrote |= self._write_status(force=force)
+            return wrote
+
+    def _first_text_pending(self) -> bool:
+        """True while no visible answer text has been drawn yet but some has arrived.
+
+        Visible: a first delta such as ``"## "`` renders as an empty heading, which is not yet text, so the
+        next delta is drawn at once too."""
+        if self._text_shown or self._pages:
+            return False
+        html_ = self.state.freezer.tail_html() if self.state.freezer.tail.strip() else ""
+        return bool(_TAGS.sub("", html_).strip())
+
+    def finish(self, result: Any, *, draw: bool = True) -> None:
+        """Show how the turn ended (freezes the rest of the answer, final status, error in words).
+
+        ``draw=False`` only records the end (and disables Stop): for a view that is replaced by its final
+        bundle right away, drawing the last state would be iopub traffic nobody sees.
+        """
+        if self.closed:
+            return
+        if not draw:
+            with self._lock:
+                self.state.finish(result)
+                self.finished = True
+            return
+        with self._lock:
+            self.state.finish(result)
+            text = getattr(result, "text", None)
+            if (
+                text is not None
+                and text != self.state.freezer.text
+                and text.startswith(self.state.freezer.text)
+            ):
+                # Events can be cut short (interrupt); the result's text is the truth.
+                self.state.freezer.feed(text[len(self.state.freezer.text) :])
+            self._write_body(final=True)
+            self._write_extras()
+            if self.state.error:
+                if self.error is None:
+                    self.error = self._html("")
+                    self._show(self.error, before_body=False)
+                self.error.value = (
+                    '<div style="color:#b91c1c;white-space:pre-wrap"><b>Error:</b> '
+                    f"{html.escape(self.state.error)}</div>"
+                )
+            if self.stop_button is not None:
+                self.stop_button.disabled = True
+                self.stop_button.layout.display = "none"
+            self.finished = True
+            self._write_status(force=True)
+
+    def final_bundle(self, result: Any) -> tuple[dict[str, str], dict[str, Any]]:
+        """The plain ``text/markdown`` + ``text/plain`` bundle that replaces this view in the saved notebook."""
+        return final_bundle(result, model=self.state.model)
+
+    def close(self) -> None:
+        """Close every widget of the view (no comm is left open)."""
+        if self.closed:
+            return
+        self.closed = True
+        close_widgets(self._created)
+        close_widgets([self._shared_layout, self._shared_style])
+        self._created.clear()
+
+    # -- writing ---------------------------------------------------------------------------------------------
+
+    def _write_body(self, *, final: bool) -> bool:
+        freezer = self.state.freezer
+        chunk: str | None = None
+        if final:
+            chunk = freezer.freeze(final=True)
+        else:
+            # Ski rental: text stays in the live tail (re-sent on every update) until re-sending it has cost
+            # about as much as one more child widget; then whatever can be frozen is frozen, including
+            # the finished part of the last block. A burst of finished blocks is frozen at once.
+            due = self._resent_since_freeze >= CHUNK_OVERHEAD
+            freezer.min_chunk = max(1, CHUNK_OVERHEAD - self._resent_since_freeze)
+            chunk = freezer.freeze(split=due)
+        if chunk:
+            self._append_chunk(chunk)
+            self._resent_since_freeze = 0
+        tail = "" if final else freezer.tail_html()
+        if tail == self._tail_written and not chunk:
+            return False
+        if tail != self._tail_written:
+            self.live.value = tail
+            self._tail_written = tail
+            if not self._text_shown:
+                self._text_shown = bool(_TAGS.sub("", tail).strip())
+            self.updates += 1
+            self._resent_since_freeze += len(freezer.tail)
+        return True
+
+    def _append_chunk(self, chunk_html: str) -> None:
+        child = self._html(chunk_html)
+        if self._pages and len(self._pages[-1].children) < PAGE_SIZE:
+            page = self._pages[-1]
+            page.children = (*page.children, child)
+        else:
+            page = self._track(widgets.VBox([child], layout=self._shared_layout))
+            self._pages.append(page)
+            self.body.children = (*self._pages, self.live)
+
+    def _write_extras(self) -> bool:
+        wrote = False
+        reasoning = self.state.reasoning_text
+        if reasoning != self._reasoning_written:
+            if self.reasoning is None:
+                self.reasoning_html = self._html("")
+                self.reasoning = self._track(
+                    widgets.Accordion(
+                        children=[self.reasoning_html],
+                        titles=("Reasoning summary",),
+                        selected_index=None,  # collapsed
+                        layout=self._shared_layout,
+                    )
+                )
+                self._show(self.reasoning, before_body=True)
+            assert self.reasoning_html is not None
+            self.reasoning_html.value = render_markdown(reasoning)
+            self._reasoning_written = reasoning
+            wrote = True
+        calls = _calls_html(self.state.calls)
+        if calls != self._calls_written:
+            if self.calls is None:
+                self.calls = self._html("")
+                self._show(self.calls, before_body=True)
+            self.calls.value = calls
+            self._calls_written = calls
+            wrote = True
+        return wrote
+
+    def _write_status(self, *, force: bool) -> bool:
+        st = self.state
+        # Numbers (elapsed, tok/s) refresh every status_interval; a new state, badge or note at once.
+        key = (st.state, st.transport_badge(), len(st.notes), st.response_id)
+        if not force and key == self._status_key and not self._status_clock.due():
+            return False
+        self._status_key = key
+        self._status_clock.mark()
+        value = self._status_html()
+        if value == self._status_written:
+            return False
+        self.status.value = value
+        self._status_written = value
+        return True
+
+    def _status_html(self) -> str:
+        st = self.state
+        colour = _STATE_COLOURS.get(st.state, "#6b7280")
+        badge_bg = {"ws": "#7c3aed", "sse": "#0e7490"}.get((st.transport or "").lower(), "#9ca3af")
+        badge = f'<span style="{_BADGE_STYLE.format(bg=badge_bg)}">{html.escape(st.transport_badge())}</span>'
+        parts = [f'<b style="color:{colour}">{html.escape(st.state)}</b>']
+        parts += [html.escape(p) for p in st.status_parts()[1:]]
+        if st.state in ("streaming", "waiting", "connecting") and not self.background:
+            parts.append("Interrupt ■ to stop")
+        notes = ""
+        if st.notes:
+            notes = f' <span style="color:#b45309">({html.escape("; ".join(st.notes))})</span>'
+        # Compact on purpose: the status line is re-sent on every status update.
+        return (
+            f'<div style="margin:2px 0;font-size:85%;color:#4b5563">{badge}{" · ".join(parts)}{notes}</div>'
+        )
+
+    # -- stop ------------------------------------------------------------------------------------------------
+
+    def _stop_clicked(self, _button: widgets.Button) -> None:
+        if self._on_stop is None or self.finished:
+            return
+        try:
+            self._on_stop()
+        except Exception:
+            log.exception("stopping the response failed")
+
+
+def _calls_html(calls: dict[str, dict[str, str]]) -> str:
+    if not calls:
+        return ""
+    rows = []
+    for call in calls.values():
+        rows.append(
+            '<div style="margin:2px 0">🔧 <b>function call</b> '
+            f"<code>{html.escape(call['name'])}</code>"
+            f'<pre style="margin:2px 0 2px 1.5em;white-space:pre-wrap">{html.escape(call["arguments"])}</pre></div>'
+        )
+    return "".join(rows)

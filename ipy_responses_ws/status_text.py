@@ -1,0 +1,119 @@
+"""The words and numbers a user reads about a turn: durations, token counts, rates and the footer line.
+
+Pure presentation shared by the widget view, the terminal printer and the final bundle.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+__all__ = ["error_text", "footer_text", "format_seconds", "format_usage", "tokens_per_second"]
+
+
+def format_seconds(seconds: float | None) -> str:
+    """``0.213`` → ``"213 ms"``, ``2.5`` → ``"2.5 s"``, ``None`` → ``"–"``."""
+    if seconds is None:
+        return "–"
+    if seconds < 1.0:
+        return f"{seconds * 1000:.0f} ms"
+    if seconds < 60:
+        return f"{seconds:.1f} s"
+    minutes, secs = divmod(seconds, 60)
+    return f"{int(minutes)} min {secs:.0f} s"
+
+
+def _get(mapping: Mapping[str, Any] | None, *keys: str) -> Any:
+    value: Any = mapping
+    for key in keys:
+        if not isinstance(value, Mapping):
+            return None
+        value = value.get(key)
+    return value
+
+
+def format_usage(usage: Mapping[str, Any] | None) -> str:
+    """Usage as one line: input (cached), output (reasoning), total (PROTOCOL.md §2.8)."""
+    if not usage:
+        return ""
+    parts = []
+    inp = usage.get("input_tokens")
+    if inp is not None:
+        cached = _get(usage, "input_tokens_details", "cached_tokens")
+        parts.append(f"in {inp:,}" + (f" ({cached:,} cached)" if cached else ""))
+    out = usage.get("output_tokens")
+    if out is not None:
+        reasoning = _get(usage, "output_tokens_details", "reasoning_tokens")
+        parts.append(f"out {out:,}" + (f" ({reasoning:,} reasoning)" if reasoning else ""))
+    total = usage.get("total_tokens")
+    if total is not None:
+        parts.append(f"total {total:,}")
+    return " · ".join(parts)
+
+
+_STATUS_WORDS = {
+    "completed": "done",
+    "incomplete": "incomplete",
+    "failed": "failed",
+    "cancelled": "interrupted",
+}
+
+
+def tokens_per_second(output_tokens: int | None, ttft: float | None, elapsed: float | None) -> float | None:
+    """Output tokens per second of streaming (after the first token)."""
+    if not output_tokens or elapsed is None:
+        return None
+    span = elapsed - (ttft or 0.0)
+    if span <= 0.005:
+        return None
+    return output_tokens / span
+
+
+def footer_text(result: Any) -> str:
+    """One plain line summarising how a turn ended; ``result`` is a ``TurnResult`` (duck-typed).
+
+    Example: ``done · WS · ttft 213 ms · 2.3 s · 48 tok/s · in 12 · out 110 · resp_0a1b…``.
+    """
+    status = getattr(result, "status", None) or "failed"
+    word = _STATUS_WORDS.get(status, status)
+    if status == "incomplete" and getattr(result, "incomplete_reason", None):
+        word = f"incomplete ({result.incomplete_reason})"
+    parts = [word]
+    transport = getattr(result, "transport", None)
+    if transport:
+        badge = transport.upper()
+        if getattr(result, "fallback_reason", None):
+            badge += " (fell back from WS)"
+        elif getattr(result, "reconnected", False):
+            badge += " (reconnected)"
+        parts.append(badge)
+    ttft = getattr(result, "ttft", None)
+    if ttft is not None:
+        parts.append(f"ttft {format_seconds(ttft)}")
+    elapsed = getattr(result, "elapsed", None)
+    if elapsed is not None:
+        parts.append(format_seconds(elapsed))
+    usage = getattr(result, "usage", None) or {}
+    rate = tokens_per_second(usage.get("output_tokens"), ttft, elapsed)
+    if rate is not None:
+        parts.append(f"{rate:,.0f} tok/s")
+    usage_line = format_usage(usage)
+    if usage_line:
+        parts.append(usage_line)
+    if getattr(result, "resent_transcript", False):
+        parts.append("transcript resent")
+    rid = getattr(result, "response_id", None)
+    if rid:
+        parts.append(rid)
+    if status != "completed":
+        # DESIGN.md §4: the chain advances only on response.completed.
+        parts.append("not added to the conversation")
+    return " · ".join(parts)
+
+
+def error_text(result: Any) -> str:
+    """The turn's error in plain words ("" when there is none)."""
+    error = getattr(result, "error", None)
+    if error is None:
+        return ""
+    return str(error)

@@ -1,0 +1,265 @@
+"""The state of one streaming turn as a view shows it, folded from the session's events and notices.
+
+:class:`TurnState` is shared by the widget view and the terminal printer, so both read events the same way
+(PROTOCOL.md §2.2-2.8). Pure.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from .blocks import BlockFreezer
+from .events import TERMINAL_TYPES
+from .status_text import format_seconds, format_usage, tokens_per_second
+
+__all__ = ["STATES", "TERMINAL_EVENT_TYPES", "TurnState"]
+
+#: The terminal event types (one definition, in :mod:`.events`).
+TERMINAL_EVENT_TYPES = TERMINAL_TYPES
+
+# What the status line calls each phase of a turn.
+STATES = ("connecting", "waiting", "streaming", "done", "incomplete", "interrupted", "failed")
+_FINAL_STATE = {
+    "completed": "done",
+    "incomplete": "incomplete",
+    "failed": "failed",
+    "cancelled": "interrupted",
+}
+
+
+class TurnState:
+    """Everything a view shows about one turn, built from the session's event stream.
+
+    ``apply(item)`` takes each :class:`ServerEvent` or :class:`Notice` (duck-typed: ``.type`` / ``.kind`` and
+    ``.data``) in order and returns the answer text it added (so a terminal printer can print it). The widget
+    view and the terminal printer share this, so both read events the same way (PROTOCOL.md §2.2–2.8).
+    """
+
+    def __init__(
+        self,
+        *,
+        transport: str | None = None,
+        model: str | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        freezer: BlockFreezer | None = None,
+    ) -> None:
+        self._clock = clock
+        self.started = clock()
+        self.freezer = freezer or BlockFreezer()
+        self.state = "connecting"
+        self.transport = transport
+        self.model = model
+        self.connection_reused: bool | None = None
+        self.notes: list[str] = []  # fallback / retry / resend / reconnect, in plain words
+        self.fallback_reason: str | None = None
+        self.response_id: str | None = None
+        self.usage: dict[str, Any] | None = None
+        self.error: str | None = None
+        self.first_token_at: float | None = None
+        self.ended_at: float | None = None
+        self.deltas = 0
+        self.reasoning: list[str] = []
+        self.calls: dict[str, dict[str, str]] = {}  # item_id -> {"name", "arguments", "call_id"}
+        self._result_ttft: float | None = None
+        self._result_elapsed: float | None = None
+        self.version = 0  # bumps on every visible change; views compare it to skip no-op updates
+        self._message_items: set[str] = set()
+
+    # -- feeding -----------------------------------------------------------------------------------------
+
+    def apply(self, item: Any) -> str:
+        """Fold one event or notice into the state; return the answer text it added ("" if none)."""
+        kind = getattr(item, "kind", None)
+        if kind is not None:
+            self._notice(kind, getattr(item, "data", {}) or {})
+            self.version += 1
+            return ""
+        etype: str = getattr(item, "type", "")
+        data: dict[str, Any] = getattr(item, "data", {}) or {}
+        added = ""
+        if etype in ("response.output_text.delta", "response.refusal.delta"):
+            added = data.get("delta") or ""
+            self._text(added)
+        elif etype == "response.reasoning_summary_text.delta":
+            self._first_token()
+            self.reasoning.append(data.get("delta") or "")
+        elif etype == "response.reasoning_summary_part.added":
+            if self.reasoning:
+                self.reasoning.append("\n\n")
+        elif etype == "response.output_item.added":
+            added = self._item_added(data.get("item") or {})
+        elif etype == "response.function_call_arguments.delta":
+            call = self.calls.get(data.get("item_id") or "")
+            if call is not None:
+                call["arguments"] += data.get("delta") or ""
+        elif etype in ("response.function_call_arguments.done", "response.output_item.done"):
+            self._call_done(data)
+        elif etype in ("response.created", "response.in_progress", "response.queued"):
+            resp = data.get("response") or {}
+            self.response_id = resp.get("id") or self.response_id
+            self.model = resp.get("model") or self.model
+            if self.state == "connecting":
+                self.state = "waiting"
+        elif etype in TERMINAL_EVENT_TYPES:
+            resp = data.get("response") or {}
+            self.response_id = resp.get("id") or self.response_id
+            self.model = resp.get("model") or self.model
+            self.usage = resp.get("usage") or self.usage
+            self.state = _FINAL_STATE.get(resp.get("status") or etype.rsplit(".", 1)[1], "done")
+            err = resp.get("error")
+            if isinstance(err, dict) and err.get("message"):
+                self.error = str(err["message"])
+            self.ended_at = self._clock()
+        elif etype == "error":
+            inner = data.get("error")
+            src = inner if isinstance(inner, dict) else data
+            self.error = str(src.get("message") or src.get("code") or "The server sent an error.")
+        else:
+            return ""
+        self.version += 1
+        return added
+
+    def finish(self, result: Any) -> None:
+        """Take the final word from the session's ``TurnResult`` (duck-typed)."""
+        status = getattr(result, "status", None) or "failed"
+        self.state = _FINAL_STATE.get(status, status)
+        self.transport = getattr(result, "transport", None) or self.transport
+        self.fallback_reason = getattr(result, "fallback_reason", None) or self.fallback_reason
+        self.response_id = getattr(result, "response_id", None) or self.response_id
+        self.model = getattr(result, "model", None) or self.model
+        self.usage = getattr(result, "usage", None) or self.usage
+        error = getattr(result, "error", None)
+        if error is not None:
+            self.error = str(error)
+        # The session measured from the request's start; prefer its numbers over the view's clock.
+        self._result_ttft = getattr(result, "ttft", None)
+        self._result_elapsed = getattr(result, "elapsed", None)
+        if self.ended_at is None:
+            self.ended_at = self._clock()
+        self.version += 1
+
+    def _notice(self, kind: str, data: Mapping[str, Any]) -> None:
+        if kind == "connecting":
+            self.state = "connecting"
+        elif kind == "connected":
+            self.transport = data.get("transport") or self.transport
+            self.connection_reused = data.get("reused")
+            if self.state == "connecting":
+                self.state = "waiting"
+        elif kind == "fallback":
+            self.fallback_reason = str(data.get("reason") or "WebSocket unavailable")
+            self.transport = "sse"
+            self.notes.append(f"fell back to SSE: {self.fallback_reason}")
+        elif kind == "retry":
+            self.notes.append(f"retried on a fresh connection ({data.get('reason') or 'connection lost'})")
+        elif kind == "resend":
+            self.notes.append(f"resent the conversation ({data.get('reason') or 'chain recovered'})")
+        elif kind == "reconnect":
+            self.notes.append(f"reconnected ({data.get('reason') or 'connection rotated'})")
+
+    def _first_token(self) -> None:
+        if self.first_token_at is None:
+            self.first_token_at = self._clock()
+        self.state = "streaming"
+
+    def _text(self, delta: str) -> None:
+        self._first_token()
+        self.deltas += 1
+        self.freezer.feed(delta)
+
+    def _item_added(self, item: Mapping[str, Any]) -> str:
+        itype = item.get("type")
+        item_id = str(item.get("id") or "")
+        if itype == "function_call":
+            self.calls[item_id] = {
+                "name": str(item.get("name") or "?"),
+                "arguments": str(item.get("arguments") or ""),
+                "call_id": str(item.get("call_id") or ""),
+            }
+            self._first_token()
+        elif itype == "message":
+            # A second message item in one response starts a new paragraph.
+            first = not self._message_items
+            self._message_items.add(item_id)
+            text = self.freezer.text
+            if not first and text and not text.endswith("\n\n"):
+                sep = "\n\n" if not text.endswith("\n") else "\n"
+                self.freezer.feed(sep)
+                return sep
+        return ""
+
+    def _call_done(self, data: Mapping[str, Any]) -> None:
+        item = data.get("item")
+        if isinstance(item, Mapping):
+            if item.get("type") != "function_call":
+                return
+            call = self.calls.setdefault(
+                str(item.get("id") or ""), {"name": "?", "arguments": "", "call_id": ""}
+            )
+            call["name"] = str(item.get("name") or call["name"])
+            call["call_id"] = str(item.get("call_id") or call["call_id"])
+            if item.get("arguments") is not None:
+                call["arguments"] = str(item["arguments"])
+        elif data.get("item_id") in self.calls and data.get("arguments") is not None:
+            self.calls[data["item_id"]]["arguments"] = str(data["arguments"])
+
+    # -- reading -----------------------------------------------------------------------------------------
+
+    @property
+    def ttft(self) -> float | None:
+        if self._result_ttft is not None:
+            return self._result_ttft
+        return None if self.first_token_at is None else self.first_token_at - self.started
+
+    @property
+    def elapsed(self) -> float:
+        if self._result_elapsed is not None:
+            return self._result_elapsed
+        return (self.ended_at if self.ended_at is not None else self._clock()) - self.started
+
+    def tokens_per_second(self) -> float | None:
+        """Output tokens per second after the first token (usage when known, else one per text delta)."""
+        if self.first_token_at is None:
+            return None
+        tokens = (self.usage or {}).get("output_tokens") or self.deltas
+        return tokens_per_second(tokens, self.ttft, self.elapsed)
+
+    @property
+    def reasoning_text(self) -> str:
+        return "".join(self.reasoning)
+
+    def transport_badge(self) -> str:
+        """``WS``, ``SSE``, ``SSE (fell back)``, ``WS (reconnected)`` or ``…`` before it is known."""
+        if not self.transport:
+            return "…"
+        badge = self.transport.upper()
+        if self.fallback_reason:
+            badge += " (fell back)"
+        elif any(n.startswith(("reconnected", "retried")) for n in self.notes):
+            badge += " (reconnected)"
+        return badge
+
+    def status_parts(self) -> list[str]:
+        """The status line's pieces after the badge, e.g. ``["streaming", "ttft 210 ms", "48 tok/s"]``."""
+        parts = [self.state]
+        if self.ttft is not None:
+            parts.append(f"ttft {format_seconds(self.ttft)}")
+        parts.append(format_seconds(self.elapsed))
+        rate = self.tokens_per_second()
+        if rate is not None:
+            parts.append(f"{rate:,.0f} tok/s")
+        usage = format_usage(self.usage)
+        if usage:
+            parts.append(usage)
+        if self.response_id:
+            parts.append(self.response_id)
+        return parts
+
+    def status_line(self) -> str:
+        """The whole status as plain text (the terminal printer uses this)."""
+        line = " · ".join([self.transport_badge(), *self.status_parts()])
+        if self.notes:
+            line += " · " + "; ".join(self.notes)
+        return line
