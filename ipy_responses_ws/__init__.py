@@ -44,7 +44,8 @@ def load_ipython_extension(ip: Any) -> None:
 
 
 def unload_ipython_extension(ip: Any) -> None:
-    """``%unload_ext ipy_responses_ws``: close the session's sockets and remove the magics."""
+    """``%unload_ext ipy_responses_ws``: close the extension's session (its sockets, its conversations) and
+    remove the magics. Sessions you built yourself keep working (the I/O loop stays until exit)."""
     from . import _extension
 
     _extension.unload(ip)

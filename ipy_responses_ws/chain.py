@@ -172,6 +172,23 @@ class Chain:
         # with a function_call_output, or the real API rejects a by-id request ("No tool output found").
         self.pending_calls: list[str] = []
 
+    def continue_from(self, other: Chain) -> None:
+        """Take over *other*'s conversation, whole (a new session after ``%responses close``).
+
+        Everything the next turn's plan depends on comes along, ``pending_calls`` included (without them the
+        next turn would chain by id past calls that never got an output: the API answers 400 "No tool output
+        found"). Not the connection: it belonged to the closed session, so under ``store=false`` the next turn
+        resends the transcript, visibly (DESIGN.md §4).
+        """
+        self.previous_response_id = other.previous_response_id
+        self.transcript = list(other.transcript)
+        self.turns = other.turns
+        self.last_transport = other.last_transport
+        self.last_store = other.last_store
+        self.last_model = other.last_model
+        self.pending_calls = list(other.pending_calls)
+        self.connection_id = None
+
     def plan(
         self,
         new_input_items: list[dict[str, Any]],

@@ -13,6 +13,10 @@ Lifetime:
 * Pools register with :meth:`Runtime.register_pool`; at exit an ``atexit`` hook (idempotent, holding only a
   weak reference) closes every pool (sockets closed with 1000), then the ClientSession, then stops the loop.
   The thread is a daemon: non-daemon threads are joined *before* atexit runs, which would hang kernel exit.
+* ``%unload_ext`` does not close the runtime: it closes the extension's own session only. Sessions the user
+  built with the public API share this loop and must keep working after an unload or a reload; an idle loop
+  thread costs nothing, and the atexit hook still closes everything at exit. :meth:`Runtime.close` is for exit
+  and for tests.
 """
 
 from __future__ import annotations

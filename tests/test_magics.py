@@ -7,6 +7,7 @@ stdout), which is what terminal IPython users see. The real engine talks to an e
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterator
 from types import SimpleNamespace
 
@@ -14,6 +15,7 @@ import pytest
 from IPython.core.error import UsageError
 from IPython.core.interactiveshell import InteractiveShell
 
+import ipy_responses_ws
 from ipy_responses_ws import _extension
 from ipy_responses_ws.emulator import Emulator, reply_for
 from ipy_responses_ws.magics import NO_KEY_MESSAGE, ResponsesMagics, interpolate
@@ -36,7 +38,21 @@ def ip(emu: Emulator, monkeypatch: pytest.MonkeyPatch) -> Iterator[InteractiveSh
     shell.run_line_magic("load_ext", "ipy_responses_ws")
     yield shell
     shell.run_line_magic("unload_ext", "ipy_responses_ws")
-    assert not [t for t in threading.enumerate() if t.name == THREAD_NAME], "unload left the I/O thread"
+    # The extension's sockets are closed; the I/O loop stays (one thread at most) for the user's own sessions.
+    assert _extension.holder() is None
+    assert len([t for t in threading.enumerate() if t.name == THREAD_NAME]) <= 1
+    deadline = time.monotonic() + 3
+    while open_sockets(emu) and time.monotonic() < deadline:
+        time.sleep(0.02)  # the server notes the close frame a moment later
+    assert open_sockets(emu) == [], "a socket of the extension stayed open"
+
+
+def open_sockets(emu: Emulator) -> list[object]:
+    return [c for c in emu.connections if c.transport == "ws" and c.status == 101 and c.closed_at is None]
+
+
+def magics_of(ip: InteractiveShell) -> ResponsesMagics:
+    return ip.find_cell_magic("respond").__self__
 
 
 def usage_error(fn, *args: object) -> str:
@@ -149,7 +165,7 @@ def test_config_traits_reach_the_session(ip: InteractiveShell, capsys) -> None:
         300,
         30.0,
     )
-    magics = _extension._HOLDER["magics"]
+    magics = magics_of(ip)
     assert magics.store is False and magics.max_output_tokens == 300
     listing = _run(ip, capsys, "responses", "config")
     assert "model = 'gpt-test-model'" in listing and "max_connection_age = 3300.0" in listing
@@ -158,7 +174,7 @@ def test_config_traits_reach_the_session(ip: InteractiveShell, capsys) -> None:
 
 
 def test_traits_set_before_the_session_exists_are_used(ip: InteractiveShell) -> None:
-    _extension.close_session()
+    magics_of(ip).holder.close(keep_conversations=False)
     ip.run_line_magic("config", "ResponsesMagics.temperature = 0.5")
     assert _extension.get_session().settings.temperature == 0.5
     ip.run_line_magic("config", "ResponsesMagics.temperature = None")
@@ -174,7 +190,7 @@ def test_bad_config_is_a_usage_error(ip: InteractiveShell, line: str) -> None:
 def test_transport_switch_updates_trait_and_session(ip: InteractiveShell, capsys) -> None:
     assert "transport = sse" in _run(ip, capsys, "responses", "transport sse")
     assert _extension.get_session().transport == "sse"
-    assert _extension._HOLDER["magics"].transport == "sse"
+    assert magics_of(ip).transport == "sse"
     ip.run_line_magic("config", "ResponsesMagics.transport = 'ws'")
     assert _extension.get_session().transport == "ws"
 
@@ -194,10 +210,9 @@ def test_responses_actions(ip: InteractiveShell, capsys) -> None:
 
 
 def test_load_is_idempotent(ip: InteractiveShell) -> None:
-    magics = _extension._HOLDER["magics"]
-    _extension.load(ip)
-    assert _extension._HOLDER["magics"] is magics
-    assert ip.find_cell_magic("respond").__self__ is magics
+    magics = magics_of(ip)
+    ipy_responses_ws.load_ipython_extension(ip)
+    assert magics_of(ip) is magics and magics.holder is _extension.holder()
 
 
 def test_failed_turn_is_stored_and_explained(ip: InteractiveShell, capsys) -> None:
@@ -207,3 +222,24 @@ def test_failed_turn_is_stored_and_explained(ip: InteractiveShell, capsys) -> No
     assert broken.status == "failed" and broken.error is not None
     assert f"Error: {broken.error}" in captured.err
     assert "failed" in captured.out and "not added to the conversation" in captured.out
+
+
+# -- the status of a chain with tools ----------------------------------------------------------------------
+
+
+def test_status_names_function_calls_still_waiting_for_their_output() -> None:
+    from ipy_responses_ws.chain import Chain, user_message
+    from ipy_responses_ws.widgets import status_html
+
+    c = Chain("tools")
+    first = [user_message("use f")]
+    call = {"id": "fc_1", "type": "function_call", "call_id": "call_9", "name": "f", "arguments": "{}"}
+    c.commit(
+        c.plan(first, transport="ws", store=True, same_connection=True),
+        first,
+        {"id": "resp_1", "status": "completed", "output": [call]},
+    )
+    shown = status_html({"chains": {"tools": c.snapshot()}, "connections": []})
+    assert c.snapshot()["pending_calls"] == ["call_9"]
+    assert "1 function call awaiting tool output" in shown
+    assert "pending_calls" not in Chain("plain").snapshot()  # no noise for chains without tools

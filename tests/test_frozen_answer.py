@@ -1,7 +1,7 @@
-"""Regression tests for the notebook-layer fixes (pure: no kernel, no sockets).
+"""The frozen answer: the plain bundle that replaces the live view when a turn ends (pure: no kernel, no sockets).
 
-The frozen answer is what a reopened notebook, nbconvert or GitHub shows: it must keep what the user saw
-while the turn streamed (the reasoning summary) without letting model text carry live HTML.
+It is what a reopened notebook, nbconvert or GitHub shows: it must keep what the user saw while the turn
+streamed (the reasoning summary) without letting model text carry live HTML.
 """
 
 from __future__ import annotations
@@ -56,24 +56,6 @@ def test_a_hostile_reasoning_summary_stays_inert_in_the_frozen_answer() -> None:
     assert "alert(1)" in md  # shown as text, not dropped
 
 
-def test_no_summary_no_quote() -> None:
+def test_an_answer_without_a_summary_has_no_quote() -> None:
     md = final_bundle(TurnResult(text="Just this.", status="completed", transport="sse"))[0]["text/markdown"]
     assert "Reasoning summary" not in md and md.startswith("Just this.")
-
-
-def test_status_names_function_calls_still_waiting_for_their_output() -> None:
-    from ipy_responses_ws.chain import Chain, user_message
-    from ipy_responses_ws.widgets import status_html
-
-    c = Chain("tools")
-    first = [user_message("use f")]
-    call = {"id": "fc_1", "type": "function_call", "call_id": "call_9", "name": "f", "arguments": "{}"}
-    c.commit(
-        c.plan(first, transport="ws", store=True, same_connection=True),
-        first,
-        {"id": "resp_1", "status": "completed", "output": [call]},
-    )
-    shown = status_html({"chains": {"tools": c.snapshot()}, "connections": []})
-    assert c.snapshot()["pending_calls"] == ["call_9"]
-    assert "1 function call awaiting tool output" in shown
-    assert "pending_calls" not in Chain("plain").snapshot()  # no noise for chains without tools

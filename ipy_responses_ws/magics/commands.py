@@ -1,0 +1,306 @@
+"""The ``ResponsesMagics`` class: ``%%respond`` (one turn of a conversation) and ``%responses`` (the control
+surface), with the defaults as traitlets.
+
+Thin on purpose (STYLE.md habit 2): parse the arguments, build the request, hand off to the session that the
+:class:`~ipy_responses_ws.magics.holder.SessionHolder` owns, and let ``turns`` run and freeze the view.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import keyword
+import logging
+from typing import Any
+
+from IPython.core.error import UsageError
+from IPython.core.magic import Magics, cell_magic, line_magic, magics_class
+from IPython.core.magic_arguments import argument, magic_arguments, parse_argstring
+from traitlets import Bool, CaselessStrEnum, Float, Int, Unicode, observe
+
+from ..config import Settings
+from ..errors import ConfigError
+from .control import CONFIG_KEYS, parse_config_pairs, print_history, print_status
+from .holder import SessionHolder
+from .prompt import interpolate
+from .turns import check_api_key, run_background, run_foreground, run_terminal
+
+__all__ = ["ResponsesMagics"]
+
+log = logging.getLogger(__name__)
+
+_DEFAULTS = {f.name: f.default for f in dataclasses.fields(Settings)}
+_TRANSPORTS = ("ws", "sse")
+_EFFORTS = ("none", "minimal", "low", "medium", "high", "xhigh")
+_SUMMARIES = ("auto", "concise", "detailed")
+_ACTIONS = ("reset", "status", "history", "transport", "config", "stop", "close")
+
+
+def _has_widget_frontend(shell: Any) -> bool:
+    """False in terminal IPython (or any shell without a kernel): stream plain text there instead."""
+    if shell is None or type(shell).__name__ == "TerminalInteractiveShell":
+        return False
+    return getattr(shell, "kernel", None) is not None
+
+
+@magics_class
+class ResponsesMagics(Magics):
+    """``%%respond`` and ``%responses``. Defaults are traitlets: ``%config ResponsesMagics.model = "..."``
+    or ``c.ResponsesMagics.model = "..."`` in ``ipython_config.py``. The API key is never a trait: it is
+    read from ``OPENAI_API_KEY`` when a request is made."""
+
+    model = Unicode(_DEFAULTS["model"], help="Model for new turns.").tag(config=True)
+    transport = CaselessStrEnum(
+        _TRANSPORTS, default_value=_DEFAULTS["transport"], help="'ws' (WebSocket pool, default) or 'sse'."
+    ).tag(config=True)
+    store = Bool(_DEFAULTS["store"], help="Ask the server to store responses (store=false: ZDR).").tag(
+        config=True
+    )
+    instructions = Unicode(None, allow_none=True, help="System instructions for every turn.").tag(config=True)
+    max_output_tokens = Int(None, allow_none=True, help="Cap on output tokens per turn.").tag(config=True)
+    temperature = Float(None, allow_none=True, help="Sampling temperature.").tag(config=True)
+    reasoning_effort = Unicode(None, allow_none=True, help="Reasoning effort (minimal|low|medium|high).").tag(
+        config=True
+    )
+    reasoning_summary = Unicode(None, allow_none=True, help="Reasoning summary (auto|concise|detailed).").tag(
+        config=True
+    )
+    connect_timeout = Float(_DEFAULTS["connect_timeout"], help="Seconds to open a connection.").tag(
+        config=True
+    )
+    first_event_timeout = Float(
+        _DEFAULTS["first_event_timeout"], help="Seconds to wait for the first event."
+    ).tag(config=True)
+    idle_timeout = Float(_DEFAULTS["idle_timeout"], help="Seconds allowed between two events.").tag(
+        config=True
+    )
+    max_connection_age = Float(
+        _DEFAULTS["max_connection_age"], help="Rotate WebSocket connections after this many seconds."
+    ).tag(config=True)
+    base_url = Unicode(None, allow_none=True, help="API base URL (default: OPENAI_BASE_URL or OpenAI).").tag(
+        config=True
+    )
+    default_chain = Unicode("default", help="Chain used when a cell gives no -c/--chain.").tag(config=True)
+    view = CaselessStrEnum(
+        ("auto", "widgets", "text"),
+        default_value="auto",
+        help="How answers are shown: 'auto' (widgets in a notebook, plain text in terminal IPython), "
+        "'widgets' or 'text' (print the answer as it streams; what `ipy-responses-ws demo` uses).",
+    ).tag(config=True)
+
+    def __init__(self, shell: Any = None, holder: SessionHolder | None = None, **kwargs: Any) -> None:
+        super().__init__(shell=shell, **kwargs)
+        self._syncing = False
+        self._last_chain: str | None = None
+        #: The state that outlives a cell (the session, kept conversations, the last result): created at
+        #: ``%load_ext`` and passed in; a holder of its own when the class is registered directly.
+        self.holder = holder if holder is not None else SessionHolder()
+        self.holder.use_settings(self.settings_overrides)
+        self.holder.on_transport_change(self._follow_session_transport)
+
+    # -- settings <-> session ------------------------------------------------------------------------------
+
+    def settings_overrides(self) -> dict[str, Any]:
+        """The trait values as ``Settings`` keyword arguments."""
+        return {name: getattr(self, name) for name in CONFIG_KEYS}
+
+    @property
+    def session(self) -> Any:
+        """The extension's session (created on first use, with these traits as settings)."""
+        return self.holder.session()
+
+    def _follow_session_transport(self, new: str) -> None:
+        """Called by the session when its transport changes (the toggle, another magic)."""
+        if self.transport != new:
+            self._syncing = True
+            try:
+                self.transport = new
+            finally:
+                self._syncing = False
+
+    @observe(*CONFIG_KEYS)
+    def _trait_changed(self, change: dict[str, Any]) -> None:
+        if self._syncing:
+            return
+        session = self.holder.current
+        if session is None:
+            return  # picked up when the session is created
+        try:
+            if change["name"] == "transport":
+                session.transport = change["new"]
+            else:
+                session.configure(**{change["name"]: change["new"]})
+        except ConfigError as exc:
+            raise UsageError(str(exc)) from None
+
+    # -- %%respond -------------------------------------------------------------------------------------------
+
+    @magic_arguments()
+    @argument("-m", "--model", help="Model for this cell (default: %%config ResponsesMagics.model).")
+    @argument("-t", "--transport", choices=_TRANSPORTS, help="Transport for this cell only: ws or sse.")
+    @argument(
+        "--store", dest="store", action="store_const", const=True, default=None, help="Store the response."
+    )
+    @argument("--no-store", dest="store", action="store_const", const=False, help="Do not store it (ZDR).")
+    @argument("--new", action="store_true", help="Start a fresh conversation from this cell.")
+    @argument("-c", "--chain", metavar="NAME", help="Conversation to continue (default: 'default').")
+    @argument("-i", "--instructions", help="System instructions for this cell (quote them).")
+    @argument("--max-output-tokens", type=int, metavar="N", help="Cap on output tokens.")
+    @argument("--temperature", type=float, metavar="T", help="Sampling temperature (0-2).")
+    @argument("--reasoning-effort", choices=_EFFORTS, help="Reasoning effort for reasoning models.")
+    @argument("--reasoning-summary", choices=_SUMMARIES, help="Ask for a reasoning summary.")
+    @argument("-o", "--out", metavar="NAME", help="Store the TurnResult in this variable, however it ends.")
+    @argument("--background", action="store_true", help="Return at once; stream in the background.")
+    @argument("--raw", action="store_true", help="Send the cell as written (no {name} interpolation).")
+    @cell_magic
+    def respond(self, line: str, cell: str) -> None:
+        """Send the cell to the model as the next turn of the conversation; stream the answer live.
+
+        The cell body is the prompt. ``{name}``, ``{obj.attr}`` and ``{seq[0]}`` are filled from your
+        variables (lookups only, nothing is evaluated); write ``{{`` and ``}}`` for literal braces, or use
+        ``--raw``. Turns chain through ``previous_response_id``: each cell continues the conversation until
+        ``--new`` or ``%responses reset``. Only completed turns advance the chain.
+
+        The answer streams as Markdown with a status line (transport badge, time to first token,
+        tokens/s, usage, response id); when the turn ends it is replaced by plain Markdown that stays in
+        the saved notebook. Interrupt (■) stops a cell; ``--background`` cells have a Stop button and
+        ``%responses stop``.
+
+        Examples::
+
+            %%respond
+            Explain WebSocket close code 1006 in two sentences.
+
+            %%respond -m gpt-5 -t sse --no-store -o answer
+            Summarise this table: {df}
+
+            %%respond --new -i "Answer in French" --max-output-tokens 200
+            What is a Jupyter kernel?
+
+            %%respond --background -c side
+            Write a limerick about sockets.
+        """
+        args = parse_argstring(self.respond, line)
+        prompt = cell if args.raw else interpolate(cell, self.shell.user_ns if self.shell else {})
+        if not prompt.strip():
+            raise UsageError("The cell is empty: write the prompt on the lines below %%respond.")
+        if args.out is not None and (not args.out.isidentifier() or keyword.iskeyword(args.out)):
+            raise UsageError(f"-o/--out wants a Python variable name, not {args.out!r}.")
+        if args.max_output_tokens is not None and args.max_output_tokens <= 0:
+            raise UsageError("--max-output-tokens must be a positive number of tokens.")
+        if args.temperature is not None and not 0.0 <= args.temperature <= 2.0:
+            raise UsageError("--temperature must be between 0 and 2.")
+        check_api_key(self.session)
+        chain = args.chain or self.default_chain
+        self._last_chain = chain
+        request: dict[str, Any] = dict(
+            chain=chain,
+            new=args.new,
+            transport=args.transport,
+            model=args.model,
+            store=args.store,
+            instructions=args.instructions,
+            max_output_tokens=args.max_output_tokens,
+            temperature=args.temperature,
+            reasoning_effort=args.reasoning_effort,
+            reasoning_summary=args.reasoning_summary,
+        )
+        text_view = self.view == "text" or (self.view == "auto" and not _has_widget_frontend(self.shell))
+        run = run_terminal if text_view else run_background if args.background else run_foreground
+        run(self.session, prompt, request, functools.partial(self._store, args.out))
+
+    def _store(self, name: str | None, result: Any) -> None:
+        self.holder.last_result = result
+        if name and self.shell is not None:
+            self.shell.user_ns[name] = result
+
+    # -- %responses ------------------------------------------------------------------------------------------
+
+    @magic_arguments()
+    @argument("action", nargs="?", choices=_ACTIONS, help="What to do (no action: show the control panel).")
+    @argument("values", nargs="*", help="ws|sse for transport; key=value pairs for config; a chain name.")
+    @argument("-c", "--chain", metavar="NAME", help="Chain for reset/history (default: the last one used).")
+    @line_magic
+    def responses(self, line: str) -> Any:
+        """Control the Responses session.
+
+        ``%responses``                          the control panel: transport toggle, chain, connections,
+                                                Reset and Close buttons
+        ``%responses status``                   chains, open connections and their ages
+        ``%responses history [-c NAME]``        the conversation so far
+        ``%responses reset [-c NAME]``          start a new conversation (the next cell has no history)
+        ``%responses transport [ws|sse]``       show or switch the transport (like the toggle)
+        ``%responses config [key=value ...]``   show or change defaults, e.g. ``model=gpt-5 store=false``
+                                                (keys: model, transport, store, instructions,
+                                                max_output_tokens, temperature, reasoning_effort,
+                                                reasoning_summary, connect_timeout, first_event_timeout,
+                                                idle_timeout, max_connection_age, base_url)
+        ``%responses stop``                     stop every response still streaming (background cells)
+        ``%responses close``                    close the connections (the conversation is kept)
+        """
+        args = parse_argstring(self.responses, line)
+        action = args.action
+        values: list[str] = args.values
+        if action is None:
+            if values:
+                raise UsageError("%responses takes an action first, e.g. %responses transport sse")
+            return self._panel()
+        if action != "config" and action != "transport" and len(values) > 1:
+            raise UsageError(f"%responses {action} takes at most one argument.")
+        chain = args.chain or (values[0] if values and action in ("reset", "history") else None)
+        chain = chain or self._last_chain or self.default_chain
+        if action == "reset":
+            self.session.reset(chain=chain)
+            print(f"Conversation {chain!r} reset: the next %%respond starts a new conversation.")
+        elif action == "status":
+            print_status(self.session.status())
+        elif action == "history":
+            print_history(chain, self.session.chain(chain).history())
+        elif action == "transport":
+            self._transport(values)
+        elif action == "config":
+            self._config(values)
+        elif action == "stop":
+            self.session.stop_all()
+            print("Stopped every response in flight.")
+        elif action == "close":
+            self.holder.close(keep_conversations=True)
+            print("Connections closed; the conversation is kept. The next %%respond reconnects.")
+        return None
+
+    def _panel(self) -> None:
+        from IPython.display import display
+
+        from ..widgets import ControlPanel
+
+        if not _has_widget_frontend(self.shell):
+            print_status(self.session.status())
+            return
+        panel = ControlPanel(
+            self.session,
+            chain=self._last_chain or self.default_chain,
+            on_close=lambda: self.holder.close(keep_conversations=True),
+            provider=self.holder.session,
+            subscribe=self.holder.on_transport_change,
+        )
+        display(panel.widget)
+
+    def _transport(self, values: list[str]) -> None:
+        if not values:
+            print(f"transport = {self.session.transport}")
+            return
+        if len(values) != 1 or values[0].lower() not in _TRANSPORTS:
+            raise UsageError("%responses transport takes ws or sse, e.g. %responses transport sse")
+        self.session.transport = values[0].lower()  # the session tells every toggle and the trait
+        print(f"transport = {self.session.transport} (from the next cell)")
+
+    def _config(self, values: list[str]) -> None:
+        if not values:
+            settings = self.session.settings
+            for key in CONFIG_KEYS:
+                print(f"{key} = {getattr(settings, key)!r}")
+            return
+        changes = parse_config_pairs(values, self.session.settings)  # all validated before any change
+        for key, value in changes.items():
+            setattr(self, key, value)  # the trait observer configures the session
+        print(", ".join(f"{k} = {v!r}" for k, v in changes.items()))

@@ -1,0 +1,83 @@
+"""What ``%responses`` prints and parses: status, history, ``key=value`` settings. No session state here."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from IPython.core.error import UsageError
+
+from ..config import parse_config_value
+from ..errors import ConfigError
+
+__all__ = ["CONFIG_KEYS", "parse_config_pairs", "print_history", "print_status"]
+
+# Settings that `%responses config` and the traitlets expose (the key is never one of them).
+CONFIG_KEYS = (
+    "model",
+    "transport",
+    "store",
+    "instructions",
+    "max_output_tokens",
+    "temperature",
+    "reasoning_effort",
+    "reasoning_summary",
+    "connect_timeout",
+    "first_event_timeout",
+    "idle_timeout",
+    "max_connection_age",
+    "base_url",
+)
+
+
+def parse_config_pairs(values: list[str], settings: Any) -> dict[str, Any]:
+    """``key=value`` words as typed settings, all validated against *settings* before anything changes."""
+    changes: dict[str, Any] = {}
+    for pair in values:
+        key, sep, text = pair.partition("=")
+        key = key.strip().replace("-", "_")
+        if not sep:
+            raise UsageError(f"%responses config wants key=value pairs, got {pair!r}.")
+        if key not in CONFIG_KEYS:
+            raise UsageError(f"Unknown setting {key!r}. Settings: {', '.join(CONFIG_KEYS)}.")
+        try:
+            changes[key] = parse_config_value(key, text)
+        except ConfigError as exc:
+            raise UsageError(str(exc)) from None
+    try:
+        settings.with_changes(**changes)
+    except ConfigError as exc:
+        raise UsageError(str(exc)) from None
+    return changes
+
+
+def print_status(status: Mapping[str, Any]) -> None:
+    """``%responses status`` (and ``%responses`` without a widget front end)."""
+    from ..render import format_seconds
+
+    print(f"transport: {status.get('transport')}")
+    chains = status.get("chains") or {}
+    if not chains:
+        print("chains: none yet")
+    for name, info in chains.items():
+        info = dict(info or {})
+        print(f"chain {name!r}: " + ", ".join(f"{k}={v}" for k, v in info.items()))
+    conns = status.get("connections") or []
+    if not conns:
+        print("connections: none open")
+    for conn in conns:
+        print(
+            f"connection {conn.get('id')}: age {format_seconds(conn.get('age'))}, "
+            f"{'busy' if conn.get('busy') else 'idle'}, {conn.get('turns', 0)} turns"
+        )
+
+
+def print_history(chain: str, history: list[tuple[str, str]]) -> None:
+    """``%responses history``: one line per message of the conversation so far."""
+    if not history:
+        print(f"Chain {chain!r} has no completed turns yet.")
+        return
+    for role, text in history:
+        first = text.strip().splitlines()[0] if text.strip() else ""
+        more = " …" if len(text.strip().splitlines()) > 1 else ""
+        print(f"{role:>9}: {first[:100]}{more}")
