@@ -1,7 +1,7 @@
 """The extension's lifecycle in an IPython shell: ``%load_ext``, ``%responses close``, ``%reload_ext``,
 ``%unload_ext``, next to sessions the user built with the public API.
 
-What must hold (docs/design.md, "Lifetimes"):
+What must hold (README, "Lifecycle"; magics/holder.py):
 
 * unload closes only the extension's session (its sockets closed with 1000) and forgets its conversations,
   those kept by ``%responses close`` included;

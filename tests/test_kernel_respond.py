@@ -449,7 +449,7 @@ def test_no_key_gives_a_clear_message(kernel: Kernel) -> None:
 
 def test_load_is_idempotent_and_unload_leaves_no_thread_or_socket(kernel: Kernel, emu: Emulator) -> None:
     """No second loop thread on reload, no socket of the extension after unload. The one I/O loop thread stays
-    for sessions the user built (``mine`` below) and is closed at exit (docs/design.md, "Lifetimes")."""
+    for sessions the user built (``mine`` below) and is closed at exit (README, "Lifecycle"; magics/holder.py)."""
     threads = "sorted(t.name for t in __import__('threading').enumerate())"
     kernel.execute("from ipy_responses_ws import ResponsesSession; mine = ResponsesSession()")
     kernel.execute("%load_ext ipy_responses_ws")

@@ -6,7 +6,7 @@ magics' traits as settings), the conversations that ``%responses close`` keeps f
 transport listeners of displayed toggles, and the latest turn's result. Nothing else holds any of it: no
 module-level dict, no import back from the magics.
 
-Lifetimes (docs/design.md):
+Lifetimes (the README says the same under "Lifecycle"):
 
 * ``%responses close`` (:meth:`SessionHolder.close` with ``keep_conversations=True``) closes the session's
   sockets (1000); the next cell gets a new session that continues every conversation, pending function calls
