@@ -180,6 +180,20 @@ def test_traits_set_before_the_session_exists_are_used(ip: InteractiveShell) -> 
     ip.run_line_magic("config", "ResponsesMagics.temperature = None")
 
 
+def test_a_gateway_key_in_the_base_url_is_masked_in_the_config_listing(
+    ip: InteractiveShell, emu: Emulator, capsys
+) -> None:
+    secret = "gw-FAKE-config-listing-0123456789"
+    ip.run_line_magic("config", f"ResponsesMagics.base_url = '{emu.base_url}?api-version=1&api-key={secret}'")
+    try:
+        listing = _run(ip, capsys, "responses", "config")
+        ip.run_cell_magic("respond", "--new -o r", "through the gateway")
+        assert ip.user_ns["r"].status == "completed"
+    finally:
+        ip.run_line_magic("config", "ResponsesMagics.base_url = None")
+    assert "api-version=1&api-key=***" in listing and secret not in listing
+
+
 @pytest.mark.parametrize(
     "line", ["api_key=sk-x", "colour=blue", "store=perhaps", "transport=carrier", "model"]
 )

@@ -20,7 +20,7 @@ from traitlets import Bool, CaselessStrEnum, Float, Int, Unicode, observe
 
 from ..config import Settings
 from ..errors import ConfigError
-from .control import CONFIG_KEYS, parse_config_pairs, print_history, print_status
+from .control import CONFIG_KEYS, parse_config_pairs, print_history, print_status, setting_text
 from .holder import SessionHolder
 from .prompt import interpolate
 from .turns import check_api_key, run_background, run_foreground, run_terminal
@@ -298,9 +298,9 @@ class ResponsesMagics(Magics):
         if not values:
             settings = self.session.settings
             for key in CONFIG_KEYS:
-                print(f"{key} = {getattr(settings, key)!r}")
+                print(setting_text(key, getattr(settings, key)))
             return
         changes = parse_config_pairs(values, self.session.settings)  # all validated before any change
         for key, value in changes.items():
             setattr(self, key, value)  # the trait observer configures the session
-        print(", ".join(f"{k} = {v!r}" for k, v in changes.items()))
+        print(", ".join(setting_text(k, v) for k, v in changes.items()))

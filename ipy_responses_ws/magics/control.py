@@ -9,8 +9,9 @@ from IPython.core.error import UsageError
 
 from ..config import parse_config_value
 from ..errors import ConfigError
+from ..redact import redact_url
 
-__all__ = ["CONFIG_KEYS", "parse_config_pairs", "print_history", "print_status"]
+__all__ = ["CONFIG_KEYS", "parse_config_pairs", "print_history", "print_status", "setting_text"]
 
 # Settings that `%responses config` and the traitlets expose (the key is never one of them).
 CONFIG_KEYS = (
@@ -49,6 +50,13 @@ def parse_config_pairs(values: list[str], settings: Any) -> dict[str, Any]:
     except ConfigError as exc:
         raise UsageError(str(exc)) from None
     return changes
+
+
+def setting_text(key: str, value: Any) -> str:
+    """``key = value``; a gateway key in the base URL's query shows as ``***`` (outputs are saved)."""
+    if key == "base_url":
+        value = redact_url(value)
+    return f"{key} = {value!r}"
 
 
 def print_status(status: Mapping[str, Any]) -> None:
