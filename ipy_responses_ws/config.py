@@ -58,8 +58,9 @@ class Settings:
     temperature: float | None = None
     reasoning_effort: str | None = None
     reasoning_summary: str | None = None
-    # Timeouts in seconds. first_event is generous because reasoning models can think for minutes
-    # before the first event; idle is the gap allowed between two events once streaming started.
+    # Timeouts in seconds. first_event runs from the request to the first *output* event (a text, refusal,
+    # tool-argument or reasoning-summary delta, or a non-reasoning output item): it covers a reasoning model
+    # thinking silently for minutes. idle is the gap allowed between two events after that (stream.py).
     connect_timeout: float = 15.0
     first_event_timeout: float = 300.0
     idle_timeout: float = 120.0
@@ -68,6 +69,8 @@ class Settings:
     pool_size: int = 4
     heartbeat: float | None = 20.0
     allow_insecure: bool = False
+    # A PEM file of CA certificates to trust (a corporate CA, a self-signed test server); else SSL_CERT_FILE.
+    ca_file: str | None = None
     fallback_to_sse: bool = True
     use_stream_lanes: bool = False
     warmup: bool = False
@@ -168,6 +171,10 @@ class Settings:
             raise MissingAPIKeyError()
         register_secret(key)
         return key
+
+    def resolved_ca_file(self) -> str | None:
+        """``ca_file``, else ``SSL_CERT_FILE`` (read now), else None (the system's trust store)."""
+        return self.ca_file or os.environ.get("SSL_CERT_FILE") or None
 
     def http_url(self) -> str:
         """``{base}/responses`` for ``POST`` (SSE transport), keeping the base URL's query string.

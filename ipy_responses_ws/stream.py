@@ -11,9 +11,10 @@ The rules, with their protocol references (PROTOCOL.md):
 * **Belongs to this response?** The response id comes from ``response.created`` (or ``queued`` /
   ``in_progress`` if a server skips it). An event that carries another response's id is :attr:`Step.DROP`:
   stale, from a response that ended or was abandoned on the same socket. So is an event carrying an id in
-  ``finished`` (responses already ended on this socket or lane), and **anything after the terminal event**
-  (a gateway that sends both ``response.completed`` and a v1 ``response.done``, a late ``error``): it is
-  never read as the next answer.
+  ``finished`` (responses already ended on this socket or lane), an ``error`` before ``response.created`` whose
+  ``sequence_number`` is past 0 (emitted inside another response's stream), and **anything after the terminal
+  event** (a gateway that sends both ``response.completed`` and a v1 ``response.done``, a late ``error``): it
+  is never read as the next answer.
 * **Terminal** (§2.7): ``response.completed`` / ``incomplete`` / ``failed`` → :attr:`Step.FINISH`. The obsolete
   v1 ``response.done`` (§1.2, §7.10) is mapped by its ``response.status``. A cancelled status (background mode)
   ends the stream as ``response.failed`` with the status kept in the snapshot.
@@ -148,16 +149,14 @@ class ResponseStream:
     def deadline(self) -> float:
         """When the current wait runs out (same clock as ``sent``/``feed``); ``inf`` before sending or after the end.
 
-        Before the first output a thinking model gets ``first_event_timeout`` from the request; once events of
-        the response arrive, a server that keeps sending non-output events (progress) is not cut off by it
-        either: the later of the two bounds wins.
+        Before the first output the bound is ``first_event_timeout`` from the request, whatever non-output
+        events (created, in_progress, a reasoning item) arrive meanwhile: that is the model thinking.
         """
         phase = self.phase
         if phase is Phase.IDLE:
             return self._last_at + self.idle_timeout
         if phase is Phase.FIRST_OUTPUT:
-            first = self._sent_at + self.first_output_timeout
-            return max(first, self._last_at + self.idle_timeout) if self.received else first
+            return self._sent_at + self.first_output_timeout
         return float("inf")
 
     def timeout_error(self) -> StreamTimeoutError:
@@ -239,6 +238,13 @@ class ResponseStream:
         self._last_at = now
 
     def _on_error(self, ev: ServerEvent) -> Step:
+        if not self.started:
+            seq = ev.data.get("sequence_number")
+            if seq.__class__ is int and seq > 0:  # type: ignore[operator]
+                # A request-level error is the only event of its request (no sequence number, or 0); one with
+                # a later number was emitted inside another response's stream: a late frame of the previous one.
+                self.dropped += 1
+                return Step.DROP
         err = error_from_event(ev)
         if err.code == CONNECTION_LIMIT_CODE:
             self.error = err

@@ -114,3 +114,28 @@ def test_cap_reconnects_lanes(session, emu):
     emu.add_fault(Fault("cap", responses=1))
     r = session.respond("two", chain="q")
     assert r.ok and r.reconnected and r.text == slow(["one", "two"])
+
+
+def test_lane_names_of_interrupted_turns_count_toward_the_servers_limit() -> None:
+    """Every interrupt moves the chain to a new lane name; the server counts all 32 a connection ever saw.
+
+    0.1 forgot a drained abandoned name locally, so the 33rd name went to the same connection and the server
+    answered ``websocket_stream_limit_reached``: the chain stayed broken until rotation. Now the pool rotates
+    to a new connection before the limit.
+    """
+    with (
+        Emulator(api_key=KEY).run_in_thread() as e,
+        ResponsesSession(base_url=e.base_url, api_key=KEY, use_stream_lanes=True, pool_size=1) as s,
+    ):
+        assert s.respond("first").ok
+        for i in range(33):
+            h = s.start(f"abandon {i}\n!fault think seconds=0.15")
+            while not isinstance(h.get(1.0), ServerEvent):  # response.created: the lane name was sent
+                assert not h.done()
+            assert h.cancel(wait=1.0)
+            time.sleep(0.2)  # the abandoned response ends on the server: its lane drains
+        r = s.respond("after many interrupts")
+        handshakes = s.status()["handshakes"]
+    assert r.ok, r.error
+    assert r.text == reply_for(["first", "after many interrupts"])
+    assert handshakes == 2  # rotated once, before the 33rd name

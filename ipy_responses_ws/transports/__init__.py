@@ -22,15 +22,20 @@ lease the connection whose cache holds it; ``fresh`` asks for a new connection.
 
 from __future__ import annotations
 
+import functools
+import os
+import ssl
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
+
+from ..errors import ConfigError
 
 if TYPE_CHECKING:
     from ..config import Settings
     from ..events import Notice, ServerEvent
 
-__all__ = ["Transport", "ConnectionInfo", "Outcome", "Emit", "MakeRequest", "ws_target"]
+__all__ = ["Transport", "ConnectionInfo", "Outcome", "Emit", "MakeRequest", "ws_target", "ssl_for"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,4 +95,26 @@ def ws_target(settings: Settings) -> tuple[str, dict[str, str], int]:
     url = settings.ws_url()
     settings.check_secure(url)
     headers = settings.auth_headers()
-    return url, headers, hash((url, tuple(sorted(headers.items()))))
+    return url, headers, hash((url, tuple(sorted(headers.items())), settings.resolved_ca_file()))
+
+
+@functools.lru_cache(maxsize=8)
+def _context_for(ca_file: str, mtime: float) -> ssl.SSLContext:
+    return ssl.create_default_context(cafile=ca_file)
+
+
+def ssl_for(settings: Settings) -> ssl.SSLContext | bool:
+    """The TLS verification to use: a context trusting ``ca_file`` / ``SSL_CERT_FILE``, else aiohttp's default.
+
+    Built once per file (and rebuilt when the file changes); verification is never turned off.
+    """
+    ca_file = settings.resolved_ca_file()
+    if not ca_file:
+        return True
+    try:
+        mtime = os.stat(ca_file).st_mtime
+    except OSError as exc:
+        raise ConfigError(
+            f"The CA file {ca_file!r} cannot be read ({exc.strerror}); set ca_file or SSL_CERT_FILE to a PEM file."
+        ) from None
+    return _context_for(ca_file, mtime)

@@ -25,7 +25,7 @@ from ..errors import ConnectError, ConnectionClosedError, ProtocolError, Respons
 from ..events import Notice, error_from_event, error_from_http
 from ..sse import SSEDecoder
 from ..stream import ResponseStream, Step
-from . import ConnectionInfo, Emit, MakeRequest, Outcome
+from . import ConnectionInfo, Emit, MakeRequest, Outcome, ssl_for
 
 if TYPE_CHECKING:
     from ..config import Settings
@@ -78,7 +78,9 @@ class SSETransport:
         try:
             async with asyncio.timeout_at(stream.deadline()) as timer:
                 try:
-                    resp_cm = self._http().post(url, data=data, headers=headers, timeout=timeout)
+                    resp_cm = self._http().post(
+                        url, data=data, headers=headers, timeout=timeout, ssl=ssl_for(settings)
+                    )
                     resp = await resp_cm.__aenter__()
                 except aiohttp.ConnectionTimeoutError:
                     raise StreamTimeoutError(phase="connect", seconds=settings.connect_timeout) from None

@@ -36,7 +36,7 @@ from ..errors import (
 )
 from ..events import Notice, ServerEvent, error_from_event, parse_event
 from ..stream import Phase, ResponseStream, Step
-from . import Emit
+from . import Emit, ssl_for
 
 if TYPE_CHECKING:
     from ..config import Settings
@@ -314,6 +314,7 @@ async def open_websocket(
                 url,
                 headers=headers,
                 heartbeat=settings.heartbeat,
+                ssl=ssl_for(settings),
                 max_msg_size=0,  # no inbound limit: completed snapshots can be many MB (§1.12)
                 compress=0,
                 decode_text=False,  # parse_event decodes the bytes itself, once

@@ -1,0 +1,85 @@
+"""Which socket a turn gets, and that nobody waits for one forever.
+
+* A turn queued behind a full pool is woken when a connect fails, not only when a slot frees (0.1 left it
+  waiting until Interrupt when the upgrade failed slowly).
+* A chain's turn is leased the socket whose cache holds the chain's parent; a warm-up never evicts it
+  (0.1's toggle flip with ``warmup=True`` under ``store=false`` overwrote it, so the next cell resent the
+  transcript).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+
+import pytest
+from aiohttp import web
+from inline_server import serve
+
+from ipy_responses_ws import ResponsesSession
+from ipy_responses_ws.emulator import Emulator
+from ipy_responses_ws.emulator.model import reply_for
+from ipy_responses_ws.errors import HandshakeError
+
+KEY = "sk-test-FAKE-lease-0123456789"
+
+
+@pytest.fixture(scope="module")
+def emu():
+    with Emulator(api_key=KEY).run_in_thread() as e:
+        yield e
+
+
+def test_a_queued_turn_is_woken_when_a_slow_upgrade_fails() -> None:
+    async def refuse_slowly(request: web.Request) -> web.Response:
+        await asyncio.sleep(0.5)
+        return web.Response(status=503, text="upstream unavailable")
+
+    app = web.Application()
+    app.router.add_get("/v1/responses", refuse_slowly)
+    with (
+        serve(app) as base_url,
+        ResponsesSession(base_url=base_url, api_key=KEY, pool_size=1, fallback_to_sse=False) as s,
+    ):
+        t0 = time.monotonic()
+        a = s.start("a", chain="a")
+        b = s.start("b", chain="b")
+        ra, rb = a.result(timeout=10), b.result(timeout=10)
+        took = time.monotonic() - t0
+    for r in (ra, rb):
+        assert isinstance(r.error, HandshakeError) and r.error.status == 503
+    assert took < 5  # each turn got its own answer: the second tried its own connect after the first failed
+
+
+def _creates(emu: Emulator, since: int) -> list[dict]:
+    return [f for c in list(emu.connections)[since:] for f in c.frames if f.get("type") == "response.create"]
+
+
+def test_a_warm_up_never_evicts_the_chain_parent_from_its_socket(emu: Emulator) -> None:
+    since = len(emu.connections)
+    with ResponsesSession(base_url=emu.base_url, api_key=KEY, store=False, warmup=True) as s:
+        first = s.respond("one")  # construction started a warm-up; this turn waits for it and takes its socket
+        s.transport = "sse"  # the toggle flips away and back: the flip to WS warms up again
+        s.transport = "ws"
+        time.sleep(0.3)  # let the warm-up (if any) run
+        second = s.respond("two")
+    two = [f for f in _creates(emu, since) if "two" in json.dumps(f.get("input"))]
+    assert first.ok and second.ok
+    assert second.text == reply_for(["one", "two"])
+    assert not second.resent_transcript
+    assert [f.get("previous_response_id") for f in two] == [first.response_id]  # chained by id, not resent
+
+
+def test_a_chain_is_leased_the_socket_that_caches_its_parent(emu: Emulator) -> None:
+    """Two chains, two sockets; with store=false each chain keeps chaining by id through its own socket."""
+    with ResponsesSession(base_url=emu.base_url, api_key=KEY, store=False, pool_size=2) as s:
+        ha, hb = s.start("a1", chain="a"), s.start("b1", chain="b")  # concurrent: two sockets
+        ra, rb = ha.result(10), hb.result(10)
+        turns = [s.respond(p, chain=c) for c, p in [("b", "b2"), ("a", "a2"), ("b", "b3"), ("a", "a3")]]
+        handshakes = s.status()["handshakes"]
+    assert ra.ok and rb.ok and all(t.ok for t in turns)
+    assert handshakes == 2
+    assert not any(t.resent_transcript for t in turns)
+    assert turns[-1].text == reply_for(["a1", "a2", "a3"])
+    assert turns[-2].text == reply_for(["b1", "b2", "b3"])
