@@ -357,7 +357,9 @@ def test_base_url_without_v1_is_a_clear_error(kernel: Kernel, emu: Emulator) -> 
     ex = kernel.execute("%%respond --new -o nov1\nwhere is v1")
     content = frozen(ex)
     assert content["metadata"]["ipy_responses_ws"]["status"] == "failed"
-    assert "404" in content["data"]["text/markdown"]
+    shown = content["data"]["text/markdown"]
+    assert "404" in shown and "base URL" in shown  # says what to fix...
+    assert "above" not in shown  # ...on its own (it used to point to "the message above", which was not there)
     assert_alive(kernel)
 
 
