@@ -125,32 +125,55 @@ class BlockFreezer:
                 self._parts.append("\n")
                 self._src += "\n"
             return self._cut(len(self._src), "")
+        where = self.plan(split=split)
+        return None if where is None else self.cut(*where)
+
+    def plan(self, *, split: bool = False, after: int = 0) -> tuple[int, str] | None:
+        """Where :meth:`freeze` would cut the tail now, without cutting: ``(position, carry)`` or ``None``.
+
+        ``position`` indexes :attr:`tail`; ``carry`` (a fence opener or table header) starts the next tail.
+        ``after`` asks for a cut at or after that position of the tail (a view that has already shown that
+        much of the tail in one widget cuts there or later); ``None`` when there is no such cut yet.
+        """
         src = self._src
         complete_end = src.rfind("\n") + 1
         over = len(src) > self.max_tail
+        where: tuple[int, str] | None = None
         if complete_end == 0:  # the first line is still being written: a paragraph
             if over or split:
-                return self._cut(*self._split_paragraph(src, 0, hard=over))
+                where = self._split_paragraph(src, 0, hard=over, after=after)
             self.pending = 0
+        else:
+            complete = src[:complete_end]
+            tokens = parse_markdown(complete)
+            tops = [t for t in tokens if t.level == 0 and t.nesting >= 0 and t.map is not None]
+            offsets = _line_offsets(complete)
+            cut = 0
+            if len(tops) >= 2:
+                cut = offsets[tops[-1].map[0]]  # type: ignore[index]
+            over = len(src) - cut > self.max_tail
+            if over or split:
+                pos, carry = self._split_last(
+                    src, cut, tops[-1] if tops else None, tokens, offsets, complete_end, over, after
+                )
+                if pos > cut or over:
+                    where = (pos, carry)
+            if where is None and cut >= self.min_chunk and cut > 0:
+                where = (cut, "")
+            self.pending = 0 if where is not None else cut
+        if after and (where is None or where[0] < after):
+            where = self._split_open_paragraph(src, after)
+        if where is None or where[0] <= 0 or where[0] < after:
             return None
-        complete = src[:complete_end]
-        tokens = parse_markdown(complete)
-        tops = [t for t in tokens if t.level == 0 and t.nesting >= 0 and t.map is not None]
-        offsets = _line_offsets(complete)
-        cut = 0
-        if len(tops) >= 2:
-            cut = offsets[tops[-1].map[0]]  # type: ignore[index]
-        over = len(src) - cut > self.max_tail
-        if over or split:
-            pos, carry = self._split_last(
-                src, cut, tops[-1] if tops else None, tokens, offsets, complete_end, over
-            )
-            if pos > cut or over:
-                return self._cut(pos, carry)
-        if cut >= self.min_chunk and cut > 0:
-            return self._cut(cut, "")
-        self.pending = cut
-        return None
+        return where
+
+    def cut(self, pos: int, carry: str = "") -> str | None:
+        """Freeze ``tail[:pos]`` (as :meth:`plan` said); return its HTML, or ``None`` if it is blank."""
+        return self._cut(pos, carry)
+
+    def render(self, source: str) -> str:
+        """HTML of a piece of Markdown (such as a prefix of :attr:`tail`) with this freezer's renderer."""
+        return self._render(source)
 
     def tail_html(self) -> str:
         """HTML of the live tail (cached until the tail changes)."""
@@ -178,6 +201,7 @@ class BlockFreezer:
         offsets: list[int],
         complete_end: int,
         hard: bool,
+        after: int = 0,
     ) -> tuple[int, str]:
         """Where to cut inside the last block: ``(position, carry)``; ``position <= block_start`` if nowhere.
 
@@ -210,26 +234,44 @@ class BlockFreezer:
                 if hard and header_end < len(offsets) and complete_end > offsets[header_end]:
                     return complete_end, src[offsets[first_line] : offsets[header_end]]
             elif last.type == "paragraph_open":
-                pos, carry = self._split_paragraph(src, block_start, hard=False)
+                pos, carry = self._split_paragraph(src, block_start, hard=False, after=after)
                 if pos > block_start:
                     return pos, carry
                 if hard and complete_end > block_start:
                     return complete_end, ""
         if hard:
-            return self._split_paragraph(src, block_start, hard=True)
+            return self._split_paragraph(src, block_start, hard=True, after=after)
         return block_start, ""
 
+    def _split_open_paragraph(self, src: str, after: int) -> tuple[int, str] | None:
+        """A cut at or after ``after`` inside the paragraph being written (the one the unfinished last line
+        belongs to): its last sentence end, else its last space. ``None`` if the last block is no
+        paragraph."""
+        tops = [t for t in parse_markdown(src) if t.level == 0 and t.nesting >= 0 and t.map is not None]
+        if not tops or tops[-1].type != "paragraph_open":
+            return None
+        start = _line_offsets(src)[tops[-1].map[0]]  # type: ignore[index]
+        pos, carry = self._split_paragraph(src, start, hard=True, after=after)
+        return (pos, carry) if pos > start else None
+
     @staticmethod
-    def _split_paragraph(src: str, block_start: int, *, hard: bool) -> tuple[int, str]:
+    def _split_paragraph(src: str, block_start: int, *, hard: bool, after: int = 0) -> tuple[int, str]:
         """Cut a paragraph after its last sentence end; failing that, after its last space when ``hard``
         or when the run without a sentence end is longer than :data:`LONG_SENTENCE` characters (text that
-        has no sentences would otherwise be re-sent whole on every update)."""
+        has no sentences would otherwise be re-sent whole on every update). Only cuts at or after
+        ``after`` count (the paragraph's start when there is none)."""
         region = src[block_start:]
+        floor = max(0, after - block_start)
         best = 0
+        last_end = 0
         for match in _SENTENCE_END_RE.finditer(region):
-            best = match.end()
-        if (hard and best == 0) or len(region) - best > LONG_SENTENCE:
-            best = max(best, region.rfind(" ") + 1)
+            last_end = match.end()
+            if last_end >= floor:
+                best = last_end
+        if (hard and best == 0) or len(region) - last_end > LONG_SENTENCE:
+            space = region.rfind(" ") + 1
+            if space >= floor:
+                best = max(best, space)
         return block_start + best, ""
 
 

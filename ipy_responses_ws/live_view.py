@@ -36,14 +36,13 @@ log = logging.getLogger(__name__)
 
 _TAGS = re.compile(r"<[^>]*>")
 
-PAGE_SIZE = 24
-# Measured on a real kernel (ipykernel 7.4, ipywidgets 8.1; tests/test_widget_traffic.py prints them): every
-# iopub message costs a ~0.55 KB envelope (ZMQ topic, header, parent header, metadata, HMAC signature). A
-# frozen child widget costs its comm_open (~1.1 KB with the shared Layout and style), one update of its
-# page's children list (~0.6 KB + ~46 B per sibling) and a comm_close at the end (~0.55 KB): ~2.8 KB.
-CHUNK_OVERHEAD = 2800
-# Longest live tail (Markdown characters) before the last block is split: at 2,500 tokens/s the ski-rental
-# rule above freezes about every 2.5 KB anyway; this bounds the tail of slower, long blocks.
+#: Answer widgets per page (a ``VBox``): adding one re-sends its page's children list, ~45 B a sibling.
+PAGE_SIZE = 12
+#: What one more answer widget costs on iopub besides its text (ipykernel 7.4, ipywidgets 8.1): the rest of
+#: its comm_open state (~0.6 KB), one update of its page's children list (~0.8 KB with its ~0.5 KB message
+#: envelope) and a comm_close at the end (~0.55 KB). See docs/live-view.md.
+CHUNK_OVERHEAD = 2000
+#: Longest live text (Markdown characters) before its last block is split even mid-block.
 MAX_TAIL = 2048
 # The slowest redraw rate the view may have while text arrives is 10 a second (DESIGN.md §5); every redraw
 # pays one envelope, so redrawing more often only adds traffic. 10% below 0.1 s leaves room for the first
@@ -62,6 +61,42 @@ _STATE_COLOURS = {
     "failed": "#b91c1c",
 }
 _BADGE_STYLE = "padding:0 5px;border-radius:4px;font-weight:600;color:#fff;background:{bg};margin-right:6px"
+
+
+class _Lean:
+    """Mixin for the many answer widgets: their comm_open leaves out traits still at their default.
+
+    Uses ipywidgets' own ``drop_defaults`` (what widget embedding relies on); the model and view names,
+    modules and versions are always sent, because a frontend reads them from the comm_open to build the
+    model, and every other trait left out takes the frontend model's default, which is the same value.
+    Saves ~0.2 KB per widget, of ~2 KB it costs in all.
+    """
+
+    def get_state(self, key: Any = None, drop_defaults: bool = False) -> dict[str, Any]:
+        if key is not None:
+            return super().get_state(key, drop_defaults)  # type: ignore[misc]
+        state: dict[str, Any] = super().get_state(None, drop_defaults=True)  # type: ignore[misc]
+        for name in _ALWAYS_SENT:
+            state[name] = getattr(self, name)
+        return state
+
+
+_ALWAYS_SENT = (
+    "_model_name",
+    "_model_module",
+    "_model_module_version",
+    "_view_name",
+    "_view_module",
+    "_view_module_version",
+)
+
+
+class _AnswerHTML(_Lean, widgets.HTML):
+    """A core ``HTML`` widget (same frontend model) with a lean comm_open."""
+
+
+class _AnswerPage(_Lean, widgets.VBox):
+    """A core ``VBox`` widget (same frontend model) with a lean comm_open."""
 
 
 class ResponseView:
@@ -88,7 +123,7 @@ class ResponseView:
             transport=transport,
             model=model,
             clock=clock,
-            freezer=BlockFreezer(min_chunk=1 << 30, max_tail=MAX_TAIL if max_tail is None else max_tail),
+            freezer=BlockFreezer(min_chunk=1, max_tail=MAX_TAIL if max_tail is None else max_tail),
         )
         self._clock = PacedClock(interval, clock=clock)
         self._status_clock = CoalescingClock(status_interval, clock=clock)
@@ -98,10 +133,11 @@ class ResponseView:
         self._written_version = -1
         self._status_written = ""
         self._status_key: tuple[Any, ...] = ()
-        self._tail_written = ""
+        self._shown = ""  # the Markdown source the live widget shows (a prefix of the freezer's tail)
+        self._resent = 0  # characters of the live widget's text sent again since it was opened
+        self._seal: tuple[int, str] | None = None  # (cut, carry) the live widget was drawn up to
         self._reasoning_written = ""
         self._calls_written = ""
-        self._resent_since_freeze = 0
         self._text_shown = False  # some answer text (not just markup) is on screen
         self.updates = 0  # widget writes of the live tail (tests and benchmarks read this)
         self.closed = False
@@ -114,9 +150,10 @@ class ResponseView:
         # Only what every turn needs is created up front (each widget costs a comm_open and a comm_close on
         # iopub); the reasoning accordion, the function calls and the error box appear when first needed.
         self.status = self._html("")
-        self.live = self._html("")
-        self._pages: list[widgets.VBox] = []
-        self.body = self._track(widgets.VBox([self.live], layout=self._shared_layout))
+        # The answer: pages of HTML widgets; the last widget of the last page is the live one.
+        self.live = self._answer_html("")
+        self._pages: list[widgets.VBox] = [self._track(_AnswerPage([self.live], layout=self._shared_layout))]
+        self.body = self._track(widgets.VBox(self._pages, layout=self._shared_layout))
         self.stop_button: widgets.Button | None = None
         self.reasoning: widgets.Accordion | None = None
         self.reasoning_html: widgets.HTML | None = None
@@ -148,6 +185,9 @@ class ResponseView:
     def _track(self, w: widgets.Widget) -> Any:
         self._created.append(w)
         return w
+
+    def _answer_html(self, value: str) -> widgets.HTML:
+        return self._track(_AnswerHTML(value, layout=self._shared_layout, style=self._shared_style))
 
     def _html(self, value: str) -> widgets.HTML:
         return self._track(widgets.HTML(value, layout=self._shared_layout, style=self._shared_style))
@@ -196,7 +236,7 @@ class ResponseView:
 
         Visible: a first delta such as ``"## "`` renders as an empty heading, which is not yet text, so the
         next delta is drawn at once too."""
-        if self._text_shown or self._pages:
+        if self._text_shown:
             return False
         html_ = self.state.freezer.tail_html() if self.state.freezer.tail.strip() else ""
         return bool(_TAGS.sub("", html_).strip())
@@ -256,41 +296,76 @@ class ResponseView:
     # -- writing ---------------------------------------------------------------------------------------------
 
     def _write_body(self, *, final: bool) -> bool:
+        """Draw the answer; True if a widget was written.
+
+        Only the live widget is ever rewritten. When re-sending its text has cost about as much as a new
+        widget (:data:`CHUNK_OVERHEAD`, a ski-rental rule), it is drawn up to a block boundary (a sentence
+        end, a list item, a code line) and, at the next redraw, left as it is (frozen: never sent again)
+        while a new live widget opens with the text after the boundary. So every answer character is sent
+        in one widget's last value, and re-sent only while its widget is young. docs/live-view.md.
+        """
         freezer = self.state.freezer
-        chunk: str | None = None
         if final:
-            chunk = freezer.freeze(final=True)
-        else:
-            # Ski rental: text stays in the live tail (re-sent on every update) until re-sending it has cost
-            # about as much as one more child widget; then whatever can be frozen is frozen, including
-            # the finished part of the last block. A burst of finished blocks is frozen at once.
-            due = self._resent_since_freeze >= CHUNK_OVERHEAD
-            freezer.min_chunk = max(1, CHUNK_OVERHEAD - self._resent_since_freeze)
-            chunk = freezer.freeze(split=due)
-        if chunk:
-            self._append_chunk(chunk)
-            self._resent_since_freeze = 0
-        tail = "" if final else freezer.tail_html()
-        if tail == self._tail_written and not chunk:
+            self._seal = None
+            src = freezer.tail
+            return self._draw(src, freezer.freeze(final=True) or "")
+        src = freezer.tail
+        opening = False
+        if self._seal is not None:
+            cut, carry = self._seal
+            self._seal = None
+            if src[:cut] == self._shown and src[cut:].strip():
+                # The live widget already shows tail[:cut] as it will stay: it is frozen as drawn, and the
+                # text after the cut opens the next live widget (in the same message as its text).
+                frozen = freezer.cut(cut, carry)
+                if frozen is not None and frozen != self.live.value:
+                    self.live.value = frozen  # defensive: the freezer and the drawing always agree
+                opening = True
+                self._shown, self._resent = "", 0
+                src = freezer.tail
+        shown = self._shown
+        if src == shown and not opening:
             return False
-        if tail != self._tail_written:
-            self.live.value = tail
-            self._tail_written = tail
-            if not self._text_shown:
-                self._text_shown = bool(_TAGS.sub("", tail).strip())
-            self.updates += 1
-            self._resent_since_freeze += len(freezer.tail)
+        # Keeping this widget one more redraw re-sends what it shows now; opening a new one costs
+        # CHUNK_OVERHEAD. With ~a new characters a redraw, a widget kept k redraws re-sends a*k*(k-1)/2:
+        # seal when re-sent + shown + new reaches the overhead (a*k*(k+1)/2 >= CHUNK_OVERHEAD), which is
+        # where one more redraw in this widget would cost more per redraw than a new widget.
+        if shown and self._resent + len(shown) + len(src) >= CHUNK_OVERHEAD:
+            seal = freezer.plan(split=True, after=len(shown))
+            if seal is not None and seal[0] < len(src):
+                self._seal = seal
+                src = src[: seal[0]]
+        self._resent += len(shown)
+        value = freezer.render(src) if src.strip() else ""
+        if opening:
+            self._open_live(value)
+            self._shown = src
+            return True
+        return self._draw(src, value)
+
+    def _draw(self, src: str, value: str) -> bool:
+        self._shown = src
+        if value == self.live.value:
+            return False
+        self.live.value = value
+        self._count_update(value)
         return True
 
-    def _append_chunk(self, chunk_html: str) -> None:
-        child = self._html(chunk_html)
-        if self._pages and len(self._pages[-1].children) < PAGE_SIZE:
-            page = self._pages[-1]
-            page.children = (*page.children, child)
+    def _count_update(self, value: str) -> None:
+        if not self._text_shown:
+            self._text_shown = bool(_TAGS.sub("", value).strip())
+        self.updates += 1
+
+    def _open_live(self, value: str) -> None:
+        """Leave the live widget as it is (frozen) and open the next one, showing ``value``, after it."""
+        self.live = self._answer_html(value)
+        self._count_update(value)
+        page = self._pages[-1]
+        if len(page.children) < PAGE_SIZE:
+            page.children = (*page.children, self.live)
         else:
-            page = self._track(widgets.VBox([child], layout=self._shared_layout))
-            self._pages.append(page)
-            self.body.children = (*self._pages, self.live)
+            self._pages.append(self._track(_AnswerPage([self.live], layout=self._shared_layout)))
+            self.body.children = tuple(self._pages)
 
     def _write_extras(self) -> bool:
         wrote = False

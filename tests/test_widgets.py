@@ -89,8 +89,8 @@ def result(text: str, **kw: Any) -> SimpleNamespace:
 
 
 def body_html(view: ResponseView) -> str:
-    frozen = "".join(child.value for page in view._pages for child in page.children)
-    return frozen + view.live.value
+    """The answer as shown: every answer widget in order (the last one is the live one)."""
+    return "".join(child.value for page in view.body.children for child in page.children)
 
 
 def stream(view: ResponseView, clock: FakeClock, text: str, chars_per_second: float) -> int:
