@@ -433,12 +433,18 @@ def _error_class(name: str) -> type[BaseException]:
 # --- fixtures -----------------------------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def emulator() -> Iterator[Any]:
+@pytest.fixture(scope="module", params=["plain", "tls+pings"])
+def emulator(request: pytest.FixtureRequest) -> Iterator[Any]:
+    """The matrix runs twice: on plain http/ws, and on https/wss with uvicorn-style keepalive pings (fast)."""
+    from emulator_fixtures import FAST_PINGS
+
     from ipy_responses_ws.emulator import Emulator
 
-    with Emulator(api_key=KEY).run_in_thread() as emu:
+    real = request.param == "tls+pings"
+    with Emulator(api_key=KEY, **({"tls": True, **FAST_PINGS} if real else {})).run_in_thread() as emu:
         yield emu
+    if real:
+        assert emu.ping_timeouts == 0, "a pooled socket missed the server's pings"
 
 
 @pytest.mark.parametrize(("case", "transport", "store", "mode"), _params())
@@ -449,7 +455,13 @@ def test_fault_cell(emulator: Any, case: FaultCase, transport: str, store: bool,
     emulator.clear_faults()
     settings = {**FAST, **case.settings}
     session = ResponsesSession(
-        base_url=emulator.base_url, api_key=KEY, transport=transport, store=store, pool_size=2, **settings
+        base_url=emulator.base_url,
+        api_key=KEY,
+        transport=transport,
+        store=store,
+        pool_size=2,
+        ca_file=getattr(emulator, "ca_path", None),
+        **settings,
     )
     tag = f"{case.id}/{transport}/{store}/{mode}"
     a, b, c = f"first turn of {tag}", f"faulted turn of {tag}", f"turn after {tag}"

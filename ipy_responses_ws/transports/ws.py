@@ -214,9 +214,14 @@ class WSConnection:
                     return
                 else:
                     reason = msg.extra if isinstance(msg.extra, str) else None
-                    if mtype is aiohttp.WSMsgType.ERROR and msg.data is not None:
+                    code = ws.close_code
+                    if mtype is aiohttp.WSMsgType.CLOSE and isinstance(msg.data, int):
+                        # The code the server sent. ws.close_code turns 1006 when our autoclose reply fails
+                        # because the server already tore the connection down (common over TLS).
+                        code = msg.data
+                    elif mtype is aiohttp.WSMsgType.ERROR and msg.data is not None:
                         reason = reason or describe(msg.data)
-                    error = ConnectionClosedError(code=ws.close_code, reason=reason)
+                    error = ConnectionClosedError(code=code, reason=reason)
                     return
         except asyncio.CancelledError:
             error = ConnectionClosedError(code=ws.close_code, reason="connection closed by the client")
