@@ -330,7 +330,8 @@ class ResponseView:
         # CHUNK_OVERHEAD. With ~a new characters a redraw, a widget kept k redraws re-sends a*k*(k-1)/2:
         # seal when re-sent + shown + new reaches the overhead (a*k*(k+1)/2 >= CHUNK_OVERHEAD), which is
         # where one more redraw in this widget would cost more per redraw than a new widget.
-        if shown and self._resent + len(shown) + len(src) >= CHUNK_OVERHEAD:
+        # A burst (a fast stream) is drawn once, up to a boundary, and frozen at the next redraw.
+        if self._text_shown and self._resent + len(shown) + len(src) >= CHUNK_OVERHEAD:
             seal = freezer.plan(split=True, after=len(shown))
             if seal is not None and seal[0] < len(src):
                 self._seal = seal
