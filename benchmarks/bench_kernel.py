@@ -133,6 +133,34 @@ def first_update_streaming(k: Kernel, cells: int, token_rate: float) -> dict[str
     }
 
 
+def iopub_by_kind(ex: Execution) -> dict[str, dict[str, int]]:
+    """iopub bytes and messages of one execution by kind: ``comm_open HTMLModel``, ``comm_msg HTMLModel value``
+    (the answer and status redraws), ``comm_msg VBoxModel children``, ``comm_close``, ``update_display_data``...
+    Bytes are counted like :meth:`Execution.iopub_bytes`. Says where a view's traffic goes (docs/live-view.md).
+    """
+    model_of: dict[str, str] = {}
+    out: dict[str, dict[str, int]] = {}
+    for _, m in ex.messages:
+        content = m.get("content", {})
+        kind = m["msg_type"]
+        if kind == "comm_open":
+            model_of[content.get("comm_id", "")] = (
+                content.get("data", {}).get("state", {}).get("_model_name", "?")
+            )
+            kind = f"comm_open {model_of[content.get('comm_id', '')]}"
+        elif kind == "comm_msg":
+            state = content.get("data", {}).get("state", {})
+            kind = f"comm_msg {model_of.get(content.get('comm_id', ''), '?')} {','.join(sorted(state))}"
+        size = sum(
+            len(json.dumps(m.get(part, {}), default=str, separators=(",", ":")).encode())
+            for part in ("header", "parent_header", "metadata", "content")
+        )
+        row = out.setdefault(kind, {"messages": 0, "bytes": 0})
+        row["messages"] += 1
+        row["bytes"] += size
+    return dict(sorted(out.items(), key=lambda kv: -kv[1]["bytes"]))
+
+
 def _one_size(k: Kernel, i: int, size: int, token_rate: float) -> dict[str, Any]:
     with EmulatorProcess(answer_words=_words_for(size), token_rate=token_rate) as emu:
         k.run(f"%responses config base_url={emu.base_url}")
@@ -156,6 +184,7 @@ def _one_size(k: Kernel, i: int, size: int, token_rate: float) -> dict[str, Any]
         "value_updates": len(value_updates),
         "largest_value_bytes": max((len(s["value"].encode()) for s in value_updates), default=0),
         "iopub_bytes_per_answer_byte": iopub / info["bytes"] if info["bytes"] else None,
+        "iopub_by_kind": iopub_by_kind(ex),
     }
 
 
@@ -506,6 +535,17 @@ def render(result: dict[str, Any]) -> str:
             f"{io['fit_bytes_per_answer_byte']:.3f} × answer bytes + {io['fit_intercept_bytes']:,.0f} "
             f"(r² = {io['fit_r2']:.4f}); widget updates = {io['updates_per_kb_fit']:.3f} per KB "
             f"(r² = {io['updates_fit_r2']:.4f}).\n"
+        )
+        largest = max(io["sizes"], key=lambda r: r["answer_bytes"])
+        out.append(f"Where the iopub bytes of the {largest['answer_bytes']:,}-byte answer went:\n")
+        out.append(
+            markdown_table(
+                ["message kind", "messages", "bytes", "B / answer B"],
+                [
+                    [kind, v["messages"], v["bytes"], v["bytes"] / largest["answer_bytes"]]
+                    for kind, v in largest["iopub_by_kind"].items()
+                ],
+            )  # fmt: skip
         )
     if "memory" in result:
         m = result["memory"]

@@ -27,7 +27,7 @@ from ipy_responses_ws.emulator import Emulator, reply_for
 pytestmark = pytest.mark.kernel
 
 WORDS_200KB = 34_000  # reply_for(...) with this many filler words is ~199 KB
-STATUS_MARK = "font-size:85%"  # the status line's HTML (widgets.ResponseView._status_html), not the answer
+STATUS_MARK = "font-size:85%"  # the status line's HTML (live_view.ResponseView._status_html), not the answer
 
 
 @pytest.fixture(scope="module")
@@ -128,18 +128,20 @@ def test_view_redraws_10_times_a_second_while_a_long_answer_streams(run_2500: Ru
 
 
 def test_long_answer_at_2500_tokens_per_second_costs_linear_iopub(run_2500: Run) -> None:
-    """The current view costs ~5.6-5.8x at this pace (the xfail below says why 4x is out of reach); the
-    view before this bound was set cost 6.0-6.3x, and per-token updates would cost tens of times more."""
-    assert run_2500.per_byte <= 6.0, f"{run_2500.wire:,} iopub bytes for {run_2500.size:,} answer bytes"
+    """The view costs ~5.3x at this pace (docs/live-view.md: where the bytes go, and why 4x is out of reach
+    with core widgets at 10 redraws a second); it cost 5.6-5.8x when every frozen block was sent again in
+    a new widget, and per-token updates would cost tens of times more."""
+    assert run_2500.per_byte <= 5.6, f"{run_2500.wire:,} iopub bytes for {run_2500.size:,} answer bytes"
 
 
 @pytest.mark.xfail(
     strict=True,
     reason=(
-        "DESIGN.md §5's 4x + 50 KB at 2,500 tokens/s with 10+ redraws/s: the final bundle is 2x, 10 redraws/s "
-        "over the ~19 s stream are 190 envelopes of ~0.55 KB (0.5x), the frozen HTML ~1x, and every frozen "
-        "chunk costs ~2.8 KB of comm_open/children/comm_close against re-sending a growing tail: the "
-        "best trade-off is ~1.8x more: ~5.3x at best, 5.6-5.8x measured (widgets.py docstring)."
+        "DESIGN.md §5's 4x + 50 KB at 2,500 tokens/s with 10+ redraws/s (the issue's 4.25x at 200 KB): the "
+        "final bundle is 2x, the answer's HTML sent once 1x, ~200 redraws over the ~19 s stream ~0.55x of "
+        "message envelopes; every answer widget costs ~2 KB (comm_open, its page's children list, comm_close) "
+        "against ~1 KB of new text a redraw, so the best ski-rental trade-off adds ~1.6x more: ~5.3x "
+        "measured (docs/live-view.md)."
     ),
 )
 def test_long_answer_at_2500_tokens_per_second_within_4x_plus_50kb(run_2500: Run) -> None:

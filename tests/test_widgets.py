@@ -1,7 +1,7 @@
 """The live view, the transport toggle and the control panel, with plain ipywidgets in-process.
 
 Comm traffic is recorded by a comm class that measures every message it would publish, so the traffic
-bound of DESIGN.md §5 is checked here quickly; tests/test_kernel_traffic.py checks it on a real kernel.
+bound of DESIGN.md §5 is checked here quickly; tests/test_widget_traffic.py checks it on a real kernel.
 """
 
 from __future__ import annotations
