@@ -88,6 +88,12 @@ def classify(exc: ResponsesError) -> Failure:
     if isinstance(exc, ConnectionClosedError):
         return Failure.CLOSED
     if isinstance(exc, HandshakeError):
+        # The WS transport raises these statuses as API errors; a raw HandshakeError with one is the same refusal
+        # (SSE would send the same key to the same server), never fallback-eligible.
+        if exc.status in (401, 403):
+            return Failure.AUTH
+        if exc.status == 429:
+            return Failure.RATE_LIMITED
         return Failure.HANDSHAKE
     if isinstance(exc, ConnectError):
         return Failure.CONNECT

@@ -194,6 +194,8 @@ class ResponseStream:
         resp = data.get("response")
         if resp.__class__ is dict:
             rid = resp.get("id")  # type: ignore[union-attr]
+            if rid.__class__ is not str:
+                rid = None  # a broken server's odd id names nothing (and must not raise: unhashable)
             if rid is not None and (
                 rid in self.finished or (self.response_id is not None and rid != self.response_id)
             ):
@@ -205,7 +207,7 @@ class ResponseStream:
             return self._on_error(ev)
         if etype == "response.done":
             status = (resp or {}).get("status") if resp.__class__ is dict else None  # type: ignore[union-attr]
-            mapped = _LEGACY_STATUS.get(status)  # type: ignore[arg-type]
+            mapped = _LEGACY_STATUS.get(status) if status.__class__ is str else None  # type: ignore[arg-type]
             if mapped is None:
                 # A v1 terminal whose status says nothing usable: deliver it, and keep waiting (the stream
                 # then ends with a clear "no terminal event" error or a timeout).

@@ -1,0 +1,498 @@
+"""The recovery policy, without I/O: every row of the table in ``ipy_responses_ws.recovery`` and its
+"at most once per turn" rule (PROTOCOL.md §1.9, §1.10, §1.11, §7.1, §7.8).
+
+Errors are built the way the transports build them: an upgrade refused with 401/403/429 arrives as the API error
+of that status (``transports.ws``), any other refusal as a ``HandshakeError``; a connect timeout is a
+``StreamTimeoutError(phase="connect")``; a closed or unwritable socket is a ``ConnectionClosedError``; an ``error``
+event is the ``APIError`` that :class:`~ipy_responses_ws.stream.ResponseStream` made of it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import json
+from typing import Any
+
+import pytest
+
+from ipy_responses_ws.errors import (
+    APIError,
+    AuthenticationError,
+    ConfigError,
+    ConnectError,
+    ConnectionClosedError,
+    HandshakeError,
+    PoolClosedError,
+    ProtocolError,
+    RateLimitError,
+    ResponseFailedError,
+    ResponsesError,
+    StreamTimeoutError,
+    api_error_from_status,
+)
+from ipy_responses_ws.recovery import Action, Decision, Failure, classify, decide
+from ipy_responses_ws.stream import CONNECTION_LIMIT_CODE, ResponseStream, Step
+
+URL = "wss://gateway.example/v1/responses"
+
+
+def connection_cap() -> APIError:
+    return api_error_from_status(
+        400, message="Responses websocket connection limit reached (60 minutes).", code=CONNECTION_LIMIT_CODE
+    )
+
+
+def parent_not_found() -> APIError:
+    return api_error_from_status(
+        400,
+        message="Previous response with id 'resp_stale123' not found.",
+        code="previous_response_not_found",
+        param="previous_response_id",
+    )
+
+
+def closed(code: int | None = 1006) -> ConnectionClosedError:
+    return ConnectionClosedError(code=code, reason="abnormal closure")
+
+
+def refused(status: int) -> HandshakeError:
+    return HandshakeError(status=status, url=URL, body="nope")
+
+
+def connect_failed() -> ConnectError:
+    return ConnectError("Could not connect to wss://gateway.example: ClientConnectorError.", url=URL)
+
+
+# One of each kind of failure a turn can meet, by name.
+ERRORS: dict[str, Any] = {
+    "connection_cap": connection_cap,
+    "parent_not_found": parent_not_found,
+    "closed_1006": closed,
+    "closed_1000": lambda: closed(1000),
+    "send_failed": lambda: ConnectionClosedError("Could not send the request: RuntimeError.", code=None),
+    "connect_error": connect_failed,
+    "handshake_404": lambda: refused(404),
+    "handshake_426": lambda: refused(426),
+    "handshake_500": lambda: refused(500),
+    "handshake_502": lambda: refused(502),
+    "handshake_503": lambda: refused(503),
+    "upgrade_401": lambda: AuthenticationError("rejected on the handshake", status=401),
+    "upgrade_403": lambda: AuthenticationError("rejected on the handshake", status=403),
+    "upgrade_429": lambda: RateLimitError("rate limited on the handshake", status=429),
+    "handshake_401": lambda: refused(401),
+    "handshake_403": lambda: refused(403),
+    "handshake_429": lambda: refused(429),
+    "connect_timeout": lambda: StreamTimeoutError(phase="connect", seconds=10),
+    "first_event_timeout": lambda: StreamTimeoutError(phase="first_event", seconds=300),
+    "idle_timeout": lambda: StreamTimeoutError(phase="idle", seconds=120),
+    "protocol_error": lambda: ProtocolError("The server sent a payload that is not valid JSON: 'x'"),
+    "api_400": lambda: api_error_from_status(400, message="bad", code="invalid_value"),
+    "api_401": lambda: api_error_from_status(401, code="invalid_api_key"),
+    "api_429": lambda: api_error_from_status(429, code="rate_limit_exceeded"),
+    "api_500": lambda: api_error_from_status(500, code="server_error"),
+    "response_failed": lambda: ResponseFailedError("failed", code="server_error", response_id="resp_1"),
+    "pool_closed": PoolClosedError,
+    "config": ConfigError,
+}
+
+
+def ws(exc: ResponsesError, **kw: Any) -> Decision:
+    """A first failure over WebSocket, before any event, fallback allowed, nothing tried yet."""
+    args: dict[str, Any] = {
+        "transport": "ws",
+        "received": False,
+        "reused": False,
+        "by_id": False,
+        "fallback_allowed": True,
+    }
+    args.update(kw)
+    return decide(exc, **args)
+
+
+def sse(exc: ResponsesError, **kw: Any) -> Decision:
+    return ws(exc, transport="sse", **kw)
+
+
+def assert_fail(decision: Decision) -> None:
+    assert decision.action is Action.FAIL
+    assert decision.notice is None
+    assert decision.remember_ws_refusal is False
+
+
+# --- classify --------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("name", "failure"),
+    [
+        ("connection_cap", Failure.CONNECTION_LIMIT),
+        ("parent_not_found", Failure.PARENT_NOT_FOUND),
+        ("closed_1006", Failure.CLOSED),
+        ("closed_1000", Failure.CLOSED),
+        ("send_failed", Failure.CLOSED),
+        ("connect_error", Failure.CONNECT),
+        ("handshake_404", Failure.HANDSHAKE),
+        ("handshake_426", Failure.HANDSHAKE),
+        ("handshake_500", Failure.HANDSHAKE),
+        ("handshake_503", Failure.HANDSHAKE),
+        ("upgrade_401", Failure.AUTH),
+        ("upgrade_403", Failure.AUTH),
+        ("upgrade_429", Failure.RATE_LIMITED),
+        ("handshake_401", Failure.AUTH),
+        ("handshake_403", Failure.AUTH),
+        ("handshake_429", Failure.RATE_LIMITED),
+        ("api_401", Failure.AUTH),
+        ("api_429", Failure.RATE_LIMITED),
+        ("connect_timeout", Failure.OTHER),
+        ("first_event_timeout", Failure.OTHER),
+        ("idle_timeout", Failure.OTHER),
+        ("protocol_error", Failure.OTHER),
+        ("api_400", Failure.OTHER),
+        ("api_500", Failure.OTHER),
+        ("response_failed", Failure.OTHER),
+        ("pool_closed", Failure.OTHER),
+        ("config", Failure.OTHER),
+    ],
+)
+def test_classify(name: str, failure: Failure) -> None:
+    assert classify(ERRORS[name]()) is failure
+
+
+def test_classify_covers_every_failure_kind() -> None:
+    seen = {classify(make()) for make in ERRORS.values()}
+    assert seen == set(Failure)
+
+
+def test_classify_reads_the_code_before_the_class() -> None:
+    # A connection cap or a cache miss reported with a status that picks another subclass is still that kind.
+    assert classify(api_error_from_status(429, code=CONNECTION_LIMIT_CODE)) is Failure.CONNECTION_LIMIT
+    assert (
+        classify(api_error_from_status(403, code="previous_response_not_found")) is Failure.PARENT_NOT_FOUND
+    )
+    assert classify(APIError("no code")) is Failure.OTHER
+
+
+@pytest.mark.parametrize(
+    ("frame", "failure"),
+    [
+        (
+            {
+                "type": "error",
+                "status": 400,
+                "error": {"code": CONNECTION_LIMIT_CODE, "message": "60 minutes"},
+            },
+            Failure.CONNECTION_LIMIT,
+        ),
+        (
+            {
+                "type": "error",
+                "status": 400,
+                "stream_id": "main",
+                "error": {"code": "previous_response_not_found", "param": "previous_response_id"},
+            },
+            Failure.PARENT_NOT_FOUND,
+        ),
+        ({"type": "error", "status": 401, "error": {"code": "invalid_api_key"}}, Failure.AUTH),
+        ({"type": "error", "status": 429, "error": {"code": "rate_limit_exceeded"}}, Failure.RATE_LIMITED),
+        ({"type": "error", "status": 400, "error": {"code": "invalid_value"}}, Failure.OTHER),
+        ({"type": "error", "code": "invalid_prompt", "message": "flat"}, Failure.OTHER),
+    ],
+    ids=["cap", "parent", "auth", "rate", "other", "flat"],
+)
+def test_classify_the_errors_a_response_stream_reports(frame: dict[str, Any], failure: Failure) -> None:
+    stream = ResponseStream(first_output_timeout=300, idle_timeout=120)
+    stream.sent(0.0)
+    step = stream.feed_payload(json.dumps(frame).encode(), 1.0)
+    assert step in (Step.FAIL, Step.RECONNECT)
+    assert stream.error is not None
+    assert classify(stream.error) is failure
+
+
+# --- anything after an event was delivered: never regenerate ---------------------------------------------
+
+
+@pytest.mark.parametrize("name", sorted(ERRORS))
+@pytest.mark.parametrize("transport", ["ws", "sse"])
+def test_after_an_event_was_delivered_every_failure_fails(name: str, transport: str) -> None:
+    # Text may be on screen: a retry, a resend or a fallback would generate a second, different answer.
+    for reused, by_id, allowed in itertools.product([False, True], repeat=3):
+        decision = decide(
+            ERRORS[name](),
+            transport=transport,
+            received=True,
+            reused=reused,
+            by_id=by_id,
+            fallback_allowed=allowed,
+        )
+        assert_fail(decision)
+
+
+# --- connection cap (§1.9): reconnect once ---------------------------------------------------------------
+
+
+def test_the_connection_cap_retries_on_a_fresh_connection() -> None:
+    decision = ws(connection_cap())
+    assert decision.action is Action.RETRY
+    assert decision.notice == "reconnect"
+    assert "connection age limit" in decision.reason
+    assert decision.remember_ws_refusal is False
+
+
+@pytest.mark.parametrize(("reused", "by_id"), list(itertools.product([False, True], repeat=2)))
+def test_the_connection_cap_retries_whatever_the_connection_and_chain(reused: bool, by_id: bool) -> None:
+    assert ws(connection_cap(), reused=reused, by_id=by_id, fallback_allowed=False).action is Action.RETRY
+
+
+def test_the_connection_cap_reconnects_only_once_per_turn() -> None:
+    assert_fail(ws(connection_cap(), reconnected=True, tried={Action.RETRY}))
+
+
+def test_the_connection_cap_after_a_plain_retry_still_reconnects() -> None:
+    # The two kinds of RETRY are told apart: a retry after a closed reused socket does not use up the reconnect.
+    decision = ws(connection_cap(), tried={Action.RETRY}, retried_fresh=True)
+    assert decision.action is Action.RETRY and decision.notice == "reconnect"
+
+
+def test_the_connection_cap_over_sse_fails() -> None:
+    assert_fail(sse(connection_cap()))
+
+
+# --- socket closed / send failed: retry a reused socket once ---------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["closed_1006", "closed_1000", "send_failed"])
+def test_a_reused_socket_that_closed_is_retried_on_a_fresh_one(name: str) -> None:
+    exc = ERRORS[name]()
+    decision = ws(exc, reused=True)
+    assert decision.action is Action.RETRY
+    assert decision.notice == "retry"
+    assert str(exc.code) in decision.reason
+    assert decision.remember_ws_refusal is False
+
+
+def test_a_fresh_socket_that_closed_fails() -> None:
+    # Nothing suggests a second fresh socket would do better (the server or a proxy closed a new one).
+    assert_fail(ws(closed(), reused=False))
+
+
+def test_a_closed_socket_is_retried_only_once_per_turn() -> None:
+    assert_fail(ws(closed(), reused=True, retried_fresh=True, tried={Action.RETRY}))
+
+
+def test_a_closed_reused_socket_after_a_reconnect_is_still_retried() -> None:
+    decision = ws(closed(), reused=True, reconnected=True, tried={Action.RETRY})
+    assert decision.action is Action.RETRY and decision.notice == "retry"
+
+
+def test_a_closed_socket_does_not_fall_back() -> None:
+    assert_fail(ws(closed(), reused=False, fallback_allowed=True))
+
+
+def test_a_broken_sse_stream_fails() -> None:
+    assert_fail(sse(closed(None), reused=True))
+
+
+# --- previous_response_not_found (§7.1): resend the transcript once --------------------------------------
+
+
+@pytest.mark.parametrize("transport", ["ws", "sse"])
+def test_a_cache_miss_on_a_chained_request_resends_the_transcript(transport: str) -> None:
+    decision = ws(parent_not_found(), transport=transport, by_id=True)
+    assert decision.action is Action.RESEND
+    assert decision.notice == "resend"
+    assert "previous response" in decision.reason
+    assert decision.remember_ws_refusal is False
+
+
+def test_a_cache_miss_without_previous_response_id_fails() -> None:
+    # Nothing to resend: the request already carried the whole transcript.
+    assert_fail(ws(parent_not_found(), by_id=False))
+
+
+def test_a_cache_miss_is_resent_only_once_per_turn() -> None:
+    assert_fail(ws(parent_not_found(), by_id=True, tried={Action.RESEND}))
+
+
+def test_a_cache_miss_after_a_retry_or_fallback_still_resends() -> None:
+    decision = ws(parent_not_found(), by_id=True, tried={Action.RETRY, Action.FALLBACK}, retried_fresh=True)
+    assert decision.action is Action.RESEND
+
+
+# --- WS connect error, upgrade refused: fall back to SSE ------------------------------------------------
+
+
+@pytest.mark.parametrize("status", [400, 404, 426, 500, 502, 503])
+def test_a_refused_upgrade_falls_back_to_sse(status: int) -> None:
+    decision = ws(refused(status))
+    assert decision.action is Action.FALLBACK
+    assert decision.notice == "fallback"
+    assert f"HTTP {status}" in decision.reason
+    assert decision.remember_ws_refusal is (status == 426)
+
+
+def test_only_426_is_remembered() -> None:
+    remembered = {s for s in (400, 403, 404, 426, 429, 500, 502, 503) if ws(refused(s)).remember_ws_refusal}
+    assert remembered == {426}
+
+
+def test_a_connect_error_falls_back_to_sse() -> None:
+    exc = connect_failed()
+    decision = ws(exc)
+    assert decision.action is Action.FALLBACK
+    assert decision.notice == "fallback"
+    assert exc.message in decision.reason
+    assert decision.remember_ws_refusal is False
+
+
+@pytest.mark.parametrize("name", ["connect_error", "handshake_404", "handshake_426", "handshake_503"])
+def test_no_fallback_when_it_is_not_allowed(name: str) -> None:
+    assert_fail(ws(ERRORS[name](), fallback_allowed=False))
+
+
+@pytest.mark.parametrize("name", ["connect_error", "handshake_404", "handshake_426", "handshake_503"])
+def test_fallback_happens_at_most_once_per_turn(name: str) -> None:
+    assert_fail(ws(ERRORS[name](), tried={Action.FALLBACK}))
+
+
+@pytest.mark.parametrize("name", ["connect_error", "handshake_404", "handshake_426", "handshake_503"])
+def test_fallback_only_leaves_websocket(name: str) -> None:
+    # Already on SSE: there is nowhere to fall back to.
+    assert_fail(sse(ERRORS[name]()))
+
+
+@pytest.mark.parametrize(("reused", "by_id"), list(itertools.product([False, True], repeat=2)))
+def test_fallback_does_not_depend_on_the_connection_or_chain(reused: bool, by_id: bool) -> None:
+    assert ws(refused(503), reused=reused, by_id=by_id).action is Action.FALLBACK
+
+
+@pytest.mark.parametrize(
+    "name", ["upgrade_401", "upgrade_403", "upgrade_429", "handshake_401", "handshake_403", "handshake_429"]
+)
+def test_an_auth_or_rate_limit_refusal_never_falls_back(name: str) -> None:
+    # SSE would send the same key to the same server: the user must fix the key or wait, not see a second try.
+    for reused, by_id in itertools.product([False, True], repeat=2):
+        assert_fail(ws(ERRORS[name](), reused=reused, by_id=by_id, fallback_allowed=True))
+
+
+def test_a_connect_timeout_fails() -> None:
+    assert_fail(ws(StreamTimeoutError(phase="connect", seconds=10), fallback_allowed=True))
+    assert_fail(ws(StreamTimeoutError(phase="connect", seconds=10), reused=True))
+
+
+# --- everything else fails ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "first_event_timeout",
+        "idle_timeout",
+        "protocol_error",
+        "api_400",
+        "api_401",
+        "api_429",
+        "api_500",
+        "response_failed",
+        "pool_closed",
+        "config",
+    ],
+)
+def test_other_failures_fail(name: str) -> None:
+    for reused, by_id, allowed in itertools.product([False, True], repeat=3):
+        assert_fail(ws(ERRORS[name](), reused=reused, by_id=by_id, fallback_allowed=allowed))
+
+
+@pytest.mark.parametrize("name", sorted(set(ERRORS) - {"parent_not_found"}))
+def test_every_failure_on_sse_fails(name: str) -> None:
+    # Only a cache miss is resent over SSE (the chain's fault, not the transport's).
+    for reused, by_id, allowed in itertools.product([False, True], repeat=3):
+        assert_fail(sse(ERRORS[name](), reused=reused, by_id=by_id, fallback_allowed=allowed))
+
+
+# --- a turn: each action at most once ------------------------------------------------------------------
+
+
+class Turn:
+    """Applies decisions the way ``turn.run_turn`` does, keeping the per-turn bookkeeping."""
+
+    def __init__(self, *, by_id: bool = True, fallback_allowed: bool = True) -> None:
+        self.transport = "ws"
+        self.by_id = by_id
+        self.fallback_allowed = fallback_allowed
+        self.tried: set[Action] = set()
+        self.retried = False
+        self.reconnected = False
+        self.notices: list[str] = []
+
+    def fail_with(self, exc: ResponsesError, *, reused: bool = False) -> Action:
+        decision = decide(
+            exc,
+            transport=self.transport,
+            received=False,
+            reused=reused,
+            by_id=self.by_id,
+            fallback_allowed=self.fallback_allowed,
+            tried=self.tried,
+            retried_fresh=self.retried,
+            reconnected=self.reconnected,
+        )
+        if decision.action is Action.FAIL:
+            return Action.FAIL
+        self.tried.add(decision.action)
+        assert decision.notice is not None
+        self.notices.append(decision.notice)
+        if decision.action is Action.RETRY:
+            if decision.notice == "reconnect":
+                self.reconnected = True
+            else:
+                self.retried = True
+        elif decision.action is Action.RESEND:
+            self.by_id = False  # the resend carries the transcript
+        elif decision.action is Action.FALLBACK:
+            self.transport = "sse"
+        return decision.action
+
+
+@pytest.mark.parametrize(
+    ("name", "reused", "first"),
+    [
+        ("connection_cap", False, Action.RETRY),
+        ("closed_1006", True, Action.RETRY),
+        ("parent_not_found", False, Action.RESEND),
+        ("handshake_503", False, Action.FALLBACK),
+        ("connect_error", False, Action.FALLBACK),
+    ],
+)
+def test_the_same_failure_twice_fails_the_turn(name: str, reused: bool, first: Action) -> None:
+    turn = Turn()
+    assert turn.fail_with(ERRORS[name](), reused=reused) is first
+    assert turn.fail_with(ERRORS[name](), reused=reused) is Action.FAIL
+
+
+def test_the_same_cache_miss_twice_fails_even_if_still_chained_by_id() -> None:
+    turn = Turn()
+    assert turn.fail_with(parent_not_found()) is Action.RESEND
+    turn.by_id = True  # a store=false chain on a new connection: still nothing new to try
+    assert turn.fail_with(parent_not_found()) is Action.FAIL
+
+
+def test_one_of_each_recovery_in_a_turn_then_fail() -> None:
+    turn = Turn()
+    assert turn.fail_with(closed(), reused=True) is Action.RETRY
+    assert turn.fail_with(connection_cap()) is Action.RETRY
+    assert turn.fail_with(parent_not_found()) is Action.RESEND
+    assert turn.fail_with(refused(502)) is Action.FALLBACK
+    assert turn.transport == "sse"
+    assert turn.notices == ["retry", "reconnect", "resend", "fallback"]
+    # everything is used up
+    for name in ("closed_1006", "connection_cap", "parent_not_found", "handshake_502", "connect_error"):
+        assert turn.fail_with(ERRORS[name](), reused=True) is Action.FAIL, name
+
+
+def test_decisions_are_immutable_values() -> None:
+    decision = ws(refused(426))
+    assert decision == Decision(Action.FALLBACK, decision.reason, "fallback", remember_ws_refusal=True)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        decision.action = Action.FAIL  # type: ignore[misc]
+    assert Decision(Action.FAIL) == Decision(Action.FAIL, "", None, False)
