@@ -324,8 +324,9 @@ def _ws_connections_logged(origin: str) -> int:
     return len(_ws_log(origin))
 
 
-def _uses_lanes(entry: dict[str, Any]) -> bool:
-    return any(isinstance(f, dict) and f.get("stream_id") for f in entry.get("frames", []))
+def _lane_frames(entry: dict[str, Any]) -> int:
+    """How many requests on this logged connection named a ``stream_id`` lane."""
+    return sum(1 for f in entry.get("frames", []) if isinstance(f, dict) and f.get("stream_id"))
 
 
 def _background_wave(k: Kernel, n: int, tag: str, port: int) -> tuple[float, int, list[str], bool]:
@@ -411,21 +412,27 @@ def concurrency(k: Kernel, emu: EmulatorProcess, n: int, reps: int) -> dict[str,
             "peak_established_sockets": peak,
             "all_completed": ok and st.count("completed") == n,
         }
-    # Opt-in stream_id lanes (Settings.use_stream_lanes, PROTOCOL.md §1.5): the same wave multiplexed on one
-    # socket. Connections are counted from the emulator's log (the pool's idle sockets stay open meanwhile).
+    # Opt-in stream_id lanes (Settings.use_stream_lanes, PROTOCOL.md §1.5): the same wave multiplexed on the
+    # pool's sockets (the one pool carries lanes on the idle sockets it already has). Counted from the
+    # emulator's log: the create frames with a stream_id sent during the wave, and the sockets that carried them.
     before = _ws_connections_logged(emu.origin)
+    lane_frames_before = [_lane_frames(e) for e in _ws_log(emu.origin)]
     k.run("_bench_s.configure(use_stream_lanes=True)")
     try:
         seconds, peak, st, ok = _background_wave(k, n, "lanes", port)
     finally:
         k.run("_bench_s.configure(use_stream_lanes=False)")
-    new = _ws_log(emu.origin)[before:]
+    log_after = _ws_log(emu.origin)
+    during = [
+        _lane_frames(e) - (lane_frames_before[i] if i < len(lane_frames_before) else 0)
+        for i, e in enumerate(log_after)
+    ]
     result["stream_lanes"] = {
         "background_seconds": seconds,
         "vs_median_sequential": seconds / median(seq_times),
-        "lane_connections": sum(1 for e in new if _uses_lanes(e)),
-        "requests_on_lane_connections": sum(len(e.get("frames", [])) for e in new if _uses_lanes(e)),
-        "ws_connections_opened": len(new),
+        "lane_connections": sum(1 for d in during if d),
+        "requests_on_lane_connections": sum(during),
+        "ws_connections_opened": len(log_after) - before,
         "all_completed": ok and st.count("completed") == n,
     }
     return result

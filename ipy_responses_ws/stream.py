@@ -240,11 +240,12 @@ class ResponseStream:
         self._last_at = now
 
     def _on_error(self, ev: ServerEvent) -> Step:
-        if not self.started:
+        if not self.started and self.finished:
             seq = ev.data.get("sequence_number")
             if seq.__class__ is int and seq > 0:  # type: ignore[operator]
                 # A request-level error is the only event of its request (no sequence number, or 0); one with
-                # a later number was emitted inside another response's stream: a late frame of the previous one.
+                # a later number was emitted inside another response's stream: a late frame of a response that
+                # ended on this socket before (so never on SSE, or on a socket's first request).
                 self.dropped += 1
                 return Step.DROP
         err = error_from_event(ev)

@@ -377,12 +377,22 @@ def test_anything_after_a_failure_is_dropped(feed: Feed) -> None:
 
 @pytest.mark.parametrize("seq", [1, 5, 1000])
 def test_an_error_before_created_with_a_later_sequence_number_is_a_stale_frame(feed: Feed, seq: int) -> None:
-    # Emitted inside the previous response's stream (it carries that stream's numbering): not this request's.
-    stream = new_stream()
+    # Emitted inside the previous response's stream on this socket (it carries that stream's numbering).
+    stream = new_stream(finished={"resp_before"})
     assert feed(stream, error("server_error", seq=seq, message="late"), T0 + 1) is Step.DROP
     assert stream.dropped == 1
     assert stream.error is None and stream.error_event is None and not stream.done
     assert feed_all(stream, feed, text_response(), T0 + 2)[-1] is Step.FINISH
+
+
+@pytest.mark.parametrize("seq", [1, 5])
+def test_on_a_fresh_socket_or_sse_an_error_before_created_is_request_level_whatever_its_number(
+    feed: Feed, seq: int
+) -> None:
+    # No response ended before on this carrier, so nothing can be late: the server's message must reach the user.
+    stream = new_stream()
+    assert feed(stream, error("insufficient_quota", status=429, seq=seq, message="quota"), T0 + 1) is Step.FAIL
+    assert isinstance(stream.error, APIError) and stream.error.code == "insufficient_quota"
 
 
 @pytest.mark.parametrize("seq", [None, 0], ids=["no_seq", "seq_0"])

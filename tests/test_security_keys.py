@@ -487,10 +487,6 @@ def test_gateway_secrets_never_leak_in_process(emu: Emulator, transport: str) ->
     assert gateway_leaks(everything) == []
 
 
-@pytest.mark.xfail(
-    reason="transports/ws.py logs the raw URL at DEBUG (`connected %s`); its owner is to log redact_url(url)",
-    strict=False,
-)
 def test_debug_logs_hold_no_gateway_key(emu: Emulator, caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.DEBUG)
     with ResponsesSession(

@@ -23,6 +23,7 @@ import aiohttp
 
 from ..errors import ConnectError, ConnectionClosedError, ProtocolError, ResponsesError, StreamTimeoutError
 from ..events import Notice, error_from_event, error_from_http
+from ..redact import redact_url
 from ..sse import SSEDecoder
 from ..stream import ResponseStream, Step
 from . import ConnectionInfo, Emit, MakeRequest, Outcome, ssl_for
@@ -63,7 +64,7 @@ class SSETransport:
         body = {k: v for k, v in make_request(ConnectionInfo("sse")).items() if k not in WS_ONLY_FIELDS}
         body["stream"] = True
         data = json.dumps(body, separators=(",", ":")).encode()
-        emit(Notice("connecting", {"transport": "sse", "url": url}))
+        emit(Notice("connecting", {"transport": "sse", "url": redact_url(url)}))
         loop = asyncio.get_running_loop()
         timeout = aiohttp.ClientTimeout(total=None, sock_connect=settings.connect_timeout)
         stream = ResponseStream(

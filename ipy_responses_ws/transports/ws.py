@@ -35,6 +35,7 @@ from ..errors import (
     StreamTimeoutError,
 )
 from ..events import Notice, ServerEvent, error_from_event, parse_event
+from ..redact import redact_url
 from ..stream import Phase, ResponseStream, Step
 from . import Emit, ssl_for
 
@@ -70,6 +71,9 @@ class _Finished:
 
     def __contains__(self, rid: object) -> bool:
         return rid in self._ids
+
+    def __len__(self) -> int:
+        return len(self._ids)
 
 
 class Lease:
@@ -265,7 +269,7 @@ class WSConnection:
             if not lease.future.done():
                 lease.future.set_result(stream.event)  # type: ignore[arg-type]
         elif step is Step.DROP:
-            self.stale_dropped += 1
+            pass  # stale for this response, or an error kept until response.failed (stream.dropped counts)
         else:  # FAIL or RECONNECT
             self._end(lease)
             if step is Step.RECONNECT:
@@ -312,7 +316,7 @@ async def open_websocket(
     http: aiohttp.ClientSession, url: str, headers: dict[str, str], settings: Settings, emit: Emit
 ) -> aiohttp.ClientWebSocketResponse[bool]:
     """Open one WebSocket, mapping aiohttp's failures to the package's errors (the one place for it)."""
-    emit(Notice("connecting", {"transport": "ws", "url": url}))
+    emit(Notice("connecting", {"transport": "ws", "url": redact_url(url)}))
     try:
         async with asyncio.timeout(settings.connect_timeout):
             ws = await http.ws_connect(
@@ -333,7 +337,7 @@ async def open_websocket(
         raise StreamTimeoutError(phase="connect", seconds=settings.connect_timeout) from None
     except (aiohttp.ClientError, OSError) as exc:
         raise ConnectError(f"Could not connect to {url}: {describe(exc)}.", url=url) from None
-    log.debug("connected %s", url)
+    log.debug("connected %s", redact_url(url))
     return ws
 
 
