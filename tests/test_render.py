@@ -317,6 +317,27 @@ def test_split_request_cuts_a_paragraph_at_a_sentence_end_only() -> None:
     assert freezer.freeze(split=True) is None  # no sentence end yet: nothing to cut
 
 
+def test_plan_finds_a_cut_after_what_a_view_already_shows() -> None:
+    """A view that shows the first n characters of the tail in one widget asks for a cut at or after n, so
+    the widget can stay as drawn; the cut is at a sentence end or a space, never inside a word."""
+    freezer = BlockFreezer(min_chunk=1, max_tail=10**6)
+    freezer.feed("Intro.\n\nFirst sentence here. " + "more words " * 80)
+    shown = len("Intro.\n\nFirst sentence here. more words")
+    assert freezer.plan(split=True) is not None
+    pos, carry = freezer.plan(split=True, after=shown)  # type: ignore[misc]
+    tail = freezer.tail
+    assert pos >= shown and carry == "" and tail[pos - 1] == " "
+    assert freezer.cut(pos, carry) == render_markdown(tail[:pos])
+    assert freezer.tail == tail[pos:]  # nothing planned was cut until cut() was called
+
+
+def test_plan_says_none_when_no_cut_is_late_enough() -> None:
+    freezer = BlockFreezer(min_chunk=1, max_tail=10**6)
+    freezer.feed("Short.\n\nOne sentence is being writ")
+    assert freezer.plan(split=True, after=len(freezer.tail)) is None
+    assert freezer.tail == "Short.\n\nOne sentence is being writ"
+
+
 # -- the final bundle's Markdown is inert in a renderer that keeps raw HTML ---------------------------------
 
 _TRUSTED = __import__("markdown_it").MarkdownIt("commonmark", {"html": True})

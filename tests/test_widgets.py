@@ -7,6 +7,7 @@ bound of DESIGN.md §5 is checked here quickly; tests/test_widget_traffic.py che
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
 from types import SimpleNamespace
 from typing import Any
@@ -18,7 +19,7 @@ from ipywidgets.widgets import widget as widget_module
 from ipy_responses_ws.emulator import reply_for
 from ipy_responses_ws.emulator.model import split_deltas
 from ipy_responses_ws.events import Notice, ServerEvent
-from ipy_responses_ws.render import final_bundle
+from ipy_responses_ws.render import final_bundle, render_markdown
 from ipy_responses_ws.widgets import ControlPanel, ResponseView, TransportToggle, status_html
 
 # An iopub message carries a header, a parent header, metadata and a signature besides its content;
@@ -286,6 +287,30 @@ def test_long_answer_body_matches_a_single_rendering(comms: list) -> None:
     html = body_html(view)
     assert html.count("<h2>") == 1 and html.count("<table>") == 1 and html.count("<pre>") == 1
     assert "Streaming keeps the notebook responsive" in html
+    view.close()
+
+
+def test_a_frozen_answer_widget_is_never_sent_again(comms: list) -> None:
+    """Only the live widget (the last) is rewritten; an earlier one keeps the value it was last drawn with,
+    and together they show the answer rendered at once."""
+    text = reply_for(["freeze?"], words=6000)
+    clock = FakeClock()
+    view = ResponseView(transport="ws", clock=clock)
+    seen: dict[int, str] = {}
+    for piece in split_deltas(text):
+        view.handle(delta(piece))
+        clock.now += len(piece) / 25_000
+        view.flush()
+        answer = [child for page in view.body.children for child in page.children]
+        for child in answer[:-1]:
+            assert seen.setdefault(id(child), child.value) == child.value, "a frozen widget was rewritten"
+    view.finish(result(text))
+    assert len(seen) > 5
+
+    def words(html: str) -> list[str]:
+        return re.sub(r"<[^>]+>", " ", html).split()
+
+    assert words(body_html(view)) == words(render_markdown(text))
     view.close()
 
 
