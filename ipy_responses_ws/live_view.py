@@ -17,7 +17,7 @@ import logging
 import re
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import ipywidgets as widgets
@@ -27,10 +27,17 @@ from .blocks import BlockFreezer
 from .bundle import final_bundle
 from .markdown import render_markdown
 from .pacing import CoalescingClock, PacedClock
-from .panel import close_widgets
 from .view_state import TurnState
 
-__all__ = ["CHUNK_OVERHEAD", "INTERVAL", "MAX_TAIL", "PAGE_SIZE", "STATUS_INTERVAL", "ResponseView"]
+__all__ = [
+    "CHUNK_OVERHEAD",
+    "INTERVAL",
+    "MAX_TAIL",
+    "PAGE_SIZE",
+    "STATUS_INTERVAL",
+    "ResponseView",
+    "close_widgets",
+]
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +68,19 @@ _STATE_COLOURS = {
     "failed": "#b91c1c",
 }
 _BADGE_STYLE = "padding:0 5px;border-radius:4px;font-weight:600;color:#fff;background:{bg};margin-right:6px"
+
+
+def close_widgets(items: Iterable[widgets.Widget]) -> None:
+    """Close widgets and the Layout/Style widgets they hold, so no comm is left open."""
+    seen: set[int] = set()
+    for w in items:
+        for part in (w, getattr(w, "layout", None), getattr(w, "style", None)):
+            if isinstance(part, widgets.Widget) and id(part) not in seen:
+                seen.add(id(part))
+                try:
+                    part.close()
+                except Exception:  # a widget whose kernel is gone; nothing left to free
+                    log.debug("closing %r failed", part, exc_info=True)
 
 
 class _Lean:

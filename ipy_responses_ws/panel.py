@@ -10,29 +10,17 @@ from __future__ import annotations
 import html
 import logging
 import weakref
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from typing import Any
 
 import ipywidgets as widgets
 
+from .live_view import close_widgets
 from .status_text import format_seconds
 
-__all__ = ["TRANSPORT_OPTIONS", "ControlPanel", "TransportToggle", "close_widgets", "status_html"]
+__all__ = ["TRANSPORT_OPTIONS", "ControlPanel", "TransportToggle", "status_html"]
 
 log = logging.getLogger(__name__)
-
-
-def close_widgets(items: Iterable[widgets.Widget]) -> None:
-    """Close widgets and the Layout/Style widgets they hold, so no comm is left open."""
-    seen: set[int] = set()
-    for w in items:
-        for part in (w, getattr(w, "layout", None), getattr(w, "style", None)):
-            if isinstance(part, widgets.Widget) and id(part) not in seen:
-                seen.add(id(part))
-                try:
-                    part.close()
-                except Exception:  # a widget whose kernel is gone; nothing left to free
-                    log.debug("closing %r failed", part, exc_info=True)
 
 
 TRANSPORT_OPTIONS = (("WebSocket", "ws"), ("SSE", "sse"))

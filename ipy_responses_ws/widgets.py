@@ -5,8 +5,8 @@
 
 from __future__ import annotations
 
-from .live_view import CHUNK_OVERHEAD, INTERVAL, PAGE_SIZE, STATUS_INTERVAL, ResponseView
-from .panel import ControlPanel, TransportToggle, close_widgets, status_html
+from .live_view import CHUNK_OVERHEAD, INTERVAL, PAGE_SIZE, STATUS_INTERVAL, ResponseView, close_widgets
+from .panel import ControlPanel, TransportToggle, status_html
 
 __all__ = [
     "CHUNK_OVERHEAD",
