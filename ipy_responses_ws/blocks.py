@@ -39,12 +39,14 @@ class BlockFreezer:
     Feed text deltas with :meth:`feed`; at each coalesced update call :meth:`freeze`, which returns the HTML
     of the blocks that just became final (or ``None``), then show :meth:`tail_html` in the live widget.
     Frozen chunks are never rendered again, so the bytes sent stay linear in the answer's length
-    (DESIGN.md §5).
+    (DESIGN.md §5). A view that freezes a widget as it is drawn asks :meth:`plan` where a cut may go (at or
+    after what the widget already shows), draws the widget up to there, and calls :meth:`cut` at the next
+    update.
 
     A block is final once a later top-level block has started on a complete line (markdown-it's token line
     maps tell where each top-level block starts). Finished blocks are batched until they reach
     ``min_chunk`` characters, because every frozen chunk costs a widget (its ``comm_open``, its place in
-    the parent's children list, its ``comm_close``), about 1.5 KB of overhead. A last block that grows past
+    the parent's children list, its ``comm_close``), about 2 KB of overhead. A last block that grows past
     ``max_tail`` characters (a long list, code fence, table or paragraph) is split inside itself so the
     live tail stays short: lists at an item start, fences and tables at a line start with the fence
     opener / table header carried into the tail, paragraphs at a line or sentence boundary. Those splits
