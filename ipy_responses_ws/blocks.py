@@ -247,13 +247,13 @@ class BlockFreezer:
 
     def _split_open_paragraph(self, src: str, after: int) -> tuple[int, str] | None:
         """A cut at or after ``after`` inside the paragraph being written (the one the unfinished last line
-        belongs to): its last sentence end, else its last space. ``None`` if the last block is no
-        paragraph."""
+        belongs to): its last sentence end, or its last space after a run of :data:`LONG_SENTENCE`
+        characters without one. ``None`` if there is none or the last block is no paragraph."""
         tops = [t for t in parse_markdown(src) if t.level == 0 and t.nesting >= 0 and t.map is not None]
         if not tops or tops[-1].type != "paragraph_open":
             return None
         start = _line_offsets(src)[tops[-1].map[0]]  # type: ignore[index]
-        pos, carry = self._split_paragraph(src, start, hard=True, after=after)
+        pos, carry = self._split_paragraph(src, start, hard=False, after=after)
         return (pos, carry) if pos > start else None
 
     @staticmethod

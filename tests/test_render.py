@@ -338,6 +338,18 @@ def test_plan_says_none_when_no_cut_is_late_enough() -> None:
     assert freezer.tail == "Short.\n\nOne sentence is being writ"
 
 
+def test_plan_keeps_a_sentence_whole_while_it_is_short() -> None:
+    """A paragraph streaming at model speed is cut between sentences, not mid-sentence (a cut shows as a
+    paragraph break until the final bundle replaces the view)."""
+    freezer = BlockFreezer(min_chunk=1, max_tail=10**6)
+    freezer.feed("Intro.\n\nA first sentence ends here. And a second one is still being")
+    shown = len(freezer.tail) - 10
+    assert freezer.plan(split=True, after=shown) is None  # no sentence end after what is shown
+    freezer.feed(" written. Third")
+    pos, _ = freezer.plan(split=True, after=shown)  # type: ignore[misc]
+    assert freezer.tail[:pos].endswith("still being written. ")
+
+
 # -- the final bundle's Markdown is inert in a renderer that keeps raw HTML ---------------------------------
 
 _TRUSTED = __import__("markdown_it").MarkdownIt("commonmark", {"html": True})
