@@ -91,10 +91,6 @@ class WSPool:
         now = asyncio.get_running_loop().time()
         return [c.snapshot(now) for c in self._conns]
 
-    def cached_ids(self) -> set[str]:
-        """Response ids held in some connection's cache (a warm-up must not evict them)."""
-        return {rid for c in self._conns if c.usable for rid in c.cache.values() if rid}
-
     async def run(
         self,
         make_request: MakeRequest,
@@ -174,17 +170,18 @@ class WSPool:
         connection whose cache holds a chain's parent (``store=false`` would then resend that chain).
         """
         url, headers, target = ws_target(settings)
-        protected = self.cached_ids()
-        if any(
-            c.usable and not c.leases and c.target == target and c.affinity == affinity for c in self._conns
-        ):
-            return None
+        idle = [c for c in self._conns if c.usable and not c.leases and c.target == target]
+        if any(c.affinity == affinity for c in idle):
+            return None  # the chain's socket is open and ready (and may cache its parent: leave it alone)
+        unclaimed = any(c.affinity is None and not c.lanes_used for c in idle)
+        if not unclaimed and len(self._conns) + self._connecting >= settings.pool_size:
+            return None  # full: warming up would take another chain's socket and evict its cached parent
+        # With want_cached=None the pool picks an unclaimed socket or opens a new one (never a cached parent).
         return await self.run(
             lambda info: {**request, "generate": False},
             lambda _item: None,
             settings=settings,
             affinity=affinity,
-            fresh=bool(protected),
         )
 
     async def aclose(self) -> None:
