@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from ipy_responses_ws.chain import Chain, output_to_input, user_message
+from ipy_responses_ws.chain import Chain, output_text, output_to_input, user_message
 
 
 def completed(rid, text, *, store=True, extra=()):
@@ -132,3 +132,59 @@ def test_output_items_replayed_as_input():
     assert [i["type"] for i in c.transcript] == ["message", "function_call", "message"]
     assert all("id" not in i for i in c.transcript)
     assert c.history()[1] == ("tool", "f({})")
+
+
+# --- a function call left unanswered -------------------------------------------------------------------
+
+
+def _call_response(rid, call_id):
+    return {
+        "id": rid,
+        "status": "completed",
+        "store": True,
+        "output": [
+            {"id": "rs_1", "type": "reasoning", "summary": []},
+            {"id": "fc_1", "type": "function_call", "call_id": call_id, "name": "f", "arguments": "{}"},
+        ],
+    }
+
+
+def _message(text):
+    return {"type": "message", "role": "assistant", "content": [{"type": "output_text", "text": text}]}
+
+
+def test_chain_plan_leaves_unanswered_calls_out_and_chains_answered_ones():
+    c = Chain()
+    first = [user_message("use f")]
+    c.commit(
+        c.plan(first, transport="ws", store=True, same_connection=True), first, _call_response("r1", "c1")
+    )
+    assert c.pending_calls == ["c1"]
+
+    answered = [{"type": "function_call_output", "call_id": "c1", "output": "42"}]
+    by_id = c.plan(answered, transport="ws", store=True, same_connection=True)
+    assert by_id.previous_response_id == "r1" and by_id.input == answered and not by_id.full_resend
+
+    moved_on = [user_message("never mind")]
+    plan = c.plan(moved_on, transport="ws", store=True, same_connection=True)
+    assert plan.previous_response_id is None and plan.full_resend and "c1" in (plan.reason or "")
+    types = [it["type"] for it in plan.input]
+    assert "function_call" not in types and "item_reference" not in types  # the call and its reasoning
+    assert plan.input[0] == first[0] and plan.input[-1] == moved_on[0]
+
+    done = {"id": "r2", "status": "completed", "store": True, "output": [_message("ok")]}
+    c.commit(plan, moved_on, done)
+    assert c.pending_calls == []
+    assert all(it.get("type") != "function_call" for it in c.transcript)  # no orphan left for later resends
+    nxt = c.plan([user_message("and now")], transport="ws", store=True, same_connection=True)
+    assert nxt.previous_response_id == "r2"
+
+
+# --- several message items read as paragraphs, like the live view ----------------------------------------
+
+
+def test_output_text_separates_message_items_like_the_live_view():
+    assert output_text({"output": [_message("One."), _message("Two.")]}) == "One.\n\nTwo."
+    assert output_text({"output": [_message("One.\n"), _message("Two.")]}) == "One.\n\nTwo."
+    assert output_text({"output": [_message("One.\n\n"), _message("Two.")]}) == "One.\n\nTwo."
+    assert output_text({"output": [_message(""), _message("Two.")]}) == "Two."

@@ -1,10 +1,16 @@
-"""Chains across transports, reconnects, interrupts and cache misses (against the emulator)."""
+"""Chains across transports, reconnects, interrupts and cache misses (against the emulator).
+
+What the server is sent is part of the check: never history together with ``previous_response_id``, never the
+assistant's own output again when chaining by id, a full transcript (once, with no id) when the cache that
+holds the parent is gone, and no tool call chained without its output.
+"""
 
 from __future__ import annotations
 
 import _thread
 import threading
 import time
+from typing import Any
 
 import pytest
 
@@ -36,6 +42,15 @@ def new_session(emu, **kw):
     return ResponsesSession(base_url=emu.base_url, api_key=KEY, model="gpt-test", **kw)
 
 
+@pytest.fixture
+def session(emu):
+    emu.clear_faults()
+    s = new_session(emu)
+    yield s
+    s.close()
+    emu.clear_faults()
+
+
 def wait_for(pred, timeout=3.0):
     end = time.monotonic() + timeout
     while time.monotonic() < end:
@@ -43,6 +58,39 @@ def wait_for(pred, timeout=3.0):
             return True
         time.sleep(0.02)
     return pred()
+
+
+def collect(handle):
+    items = list(handle.events())
+    return handle.result(timeout=10), items
+
+
+def notice_kinds(items):
+    return [i.kind for i in items if isinstance(i, Notice)]
+
+
+def frames_since(emu: Emulator, since: int) -> list[dict[str, Any]]:
+    """Every client frame / POST body the server received since log entry *since*, in log order."""
+    return [f for c in emu.connections[since:] for f in c.frames if isinstance(f, dict)]
+
+
+def all_frames(emu: Emulator) -> list[dict[str, Any]]:
+    return frames_since(emu, 0)
+
+
+def text_of(content: Any) -> str:
+    if isinstance(content, str):
+        return content
+    return "".join(p.get("text") or "" for p in content or () if isinstance(p, dict) and "text" in p)
+
+
+def messages(items: list[dict[str, Any]], role: str) -> list[str]:
+    """The texts of the *role* messages in a list of conversation items, in order."""
+    return [
+        text_of(it.get("content"))
+        for it in items
+        if it.get("type", "message") == "message" and it.get("role") == role
+    ]
 
 
 @pytest.mark.parametrize("store", [True, False])
@@ -376,3 +424,190 @@ def test_refusal_is_the_visible_answer(emu, transport):
         assert s.respond("ok then").text == reply_for(["something dubious", "ok then"])
     finally:
         s.close()
+
+
+# --- §3.1 / rows 29, 30, 25: no duplicated context when chaining ------------------------------------------
+
+
+def test_server_reconstructs_each_message_once_across_transport_switches(emu):
+    """store=true, WS → SSE → WS → WS: the server-side conversation has every user message and every
+    assistant answer exactly once, and no request carries history together with previous_response_id."""
+    s = new_session(emu, store=True)
+    since = len(emu.connections)
+    try:
+        prompts: list[str] = []
+        answers: list[str] = []
+        for i, transport in enumerate(["ws", "sse", "ws", "ws", "sse"]):
+            prompts.append(f"question {i} over {transport}")
+            r = s.respond(prompts[-1], transport=transport)
+            assert r.ok and r.transport == transport, r.error
+            assert r.text == reply_for(prompts)  # the answer quotes the conversation the server rebuilt
+            answers.append(r.text)
+        record = emu.store.get(r.response_id)
+        assert record is not None
+        assert messages(record.items, "user") == prompts
+        assert messages(record.items, "assistant") == answers
+        for frame in frames_since(emu, since):
+            assert all(v is not None for v in frame.values()), frame  # no explicit nulls (row 25)
+            if "previous_response_id" in frame:
+                assert messages(frame["input"], "user") == [frame["input"][0]["content"][0]["text"]]
+                assert messages(frame["input"], "assistant") == []  # never our own output again (§3.1)
+    finally:
+        s.close()
+
+
+def test_store_false_resend_never_mixes_history_and_id(emu):
+    """store=false, the socket lost between turns: the full transcript goes out once, without an id;
+    every user message reaches the server exactly once per request."""
+    s = new_session(emu, store=False)
+    since = len(emu.connections)
+    try:
+        prompts = ["alpha", "beta"]
+        for n in (1, 2):
+            assert s.respond(prompts[n - 1]).text == reply_for(prompts[:n])
+        emu.add_fault(Fault("drop", after=3))  # the chain's socket (and its cache) dies mid-turn
+        assert s.respond("lost").status == "failed"
+        prompts.append("gamma")
+        r = s.respond("gamma")
+        assert r.ok and r.resent_transcript and r.text == reply_for(prompts)
+        prompts.append("delta")
+        assert s.respond("delta").text == reply_for(prompts)  # back to by-id on the new socket
+        frames = frames_since(emu, since)
+        for frame in frames:
+            users = messages(frame["input"], "user")
+            assert len(users) == len(set(users)), frame  # no message twice in one request
+            if "previous_response_id" in frame:
+                assert len(frame["input"]) == 1
+        resend = next(f for f in frames if messages(f["input"], "user")[-1:] == ["gamma"])
+        assert "previous_response_id" not in resend
+        assert messages(resend["input"], "user") == ["alpha", "beta", "gamma"]
+        assert messages(resend["input"], "assistant") == [reply_for(["alpha"]), reply_for(["alpha", "beta"])]
+    finally:
+        s.close()
+        emu.clear_faults()
+
+
+# --- §3.2 + §3.7: under store=false an incomplete turn took the socket's cache slot -------------------------
+
+
+def test_store_false_after_incomplete_resends_instead_of_a_doomed_by_id_request(emu):
+    # The connection-local cache holds only the latest response (§1.7): after an incomplete turn on the
+    # same socket, the chain's completed parent is no longer there, so a by-id request would get a 400.
+    s = new_session(emu, store=False)
+    try:
+        assert s.respond("kept").ok
+        cut = s.respond("cut", max_output_tokens=5)
+        assert cut.status == "incomplete" and cut.connection_id
+        h = s.start("continued")
+        r, items = collect(h)
+        assert r.ok and r.text == reply_for(["kept", "continued"])
+        assert r.resent_transcript and notice_kinds(items).count("resend") == 1
+        assert r.connection_id == cut.connection_id  # same socket, no reconnect needed
+        log = next(c for c in emu.connections if c.transport == "ws" and cut.response_id in c.responses)
+        last = log.frames[-1]
+        assert "previous_response_id" not in last
+        assert messages(last["input"], "user") == ["kept", "continued"]
+        assert len(log.frames) == 3  # no 400 round trip before the resend
+    finally:
+        s.close()
+
+
+# --- row 11 + §3.7: the one retry on a fresh socket also knows the old socket's cache is gone -------------
+
+
+def test_store_false_retry_on_fresh_socket_resends_the_transcript(emu):
+    s = new_session(emu, store=False)
+    try:
+        assert s.respond("one").ok
+        emu.add_fault(Fault("drop", after=0))  # the idle socket dies when it is used
+        h = s.start("two")
+        r, items = collect(h)
+        assert r.ok and r.retried and r.resent_transcript and r.text == reply_for(["one", "two"])
+        assert notice_kinds(items).count("retry") == 1
+        frame = emu.connections[-1].frames[-1]  # on the fresh socket: no by-id request that would 400
+        assert "previous_response_id" not in frame and messages(frame["input"], "user") == ["one", "two"]
+    finally:
+        s.close()
+        emu.clear_faults()
+
+
+# --- §3.7: the resend after previous_response_not_found must not point at items of the forgotten response ----
+# Once a bug (fixed in 4084bb5): with store=true, chain.output_to_input keeps reasoning items as item_reference
+# ids; when the server answered previous_response_not_found it has lost those items too, yet the one-time full
+# resend still carried the references, which the real API cannot resolve.
+
+
+def test_resend_after_not_found_carries_no_references_to_forgotten_items(emu):
+    s = new_session(emu, reasoning_effort="low")  # reasoning models emit a reasoning item every turn
+    try:
+        assert s.respond("one").ok
+        with Emulator(api_key=KEY).run_in_thread() as forgetful:  # an empty store: the parent is gone
+            s.configure(base_url=forgetful.base_url)
+            r = s.respond("two")
+            assert r.ok and r.resent_transcript and r.text == reply_for(["one", "two"])
+            resend = forgetful.connections[-1].frames[-1]
+            assert "previous_response_id" not in resend
+            assert [it for it in resend["input"] if it.get("type") == "item_reference"] == []
+    finally:
+        s.close()
+
+
+# --- row 33: chain only when every pending tool call has its output ---------------------------------------
+# Once a bug (fixed in 4084bb5): a plain prompt after a turn that ended in a function_call was chained by
+# previous_response_id without a function_call_output for the pending call (the real API answers 400 'No tool
+# output found for function call'); Chain.plan did not track pending calls (livekit #5094).
+
+
+def test_pending_tool_call_is_not_chained_without_its_output(session, emu):
+    r = session.respond("please use get_weather for Paris", tools=[WEATHER])
+    assert r.ok and [c["name"] for c in r.function_calls] == ["get_weather"]
+    call_ids = {c["call_id"] for c in r.function_calls}
+    since = len(emu.connections)
+    session.respond("thanks, and tomorrow?")
+    frame = (frames_since(emu, since) or [all_frames(emu)[-1]])[-1]
+    outputs = {it.get("call_id") for it in frame["input"] if it.get("type") == "function_call_output"}
+    assert frame.get("previous_response_id") != r.response_id or call_ids <= outputs
+
+
+def test_a_prompt_after_an_unanswered_tool_call_resends_without_it(emu):
+    with new_session(emu) as s:
+        r = s.respond("please use get_weather for Paris", tools=[WEATHER])
+        assert r.ok and [c["name"] for c in r.function_calls] == ["get_weather"]
+        h = s.start("thanks, and tomorrow?")
+        items = list(h.events())
+        r2 = h.result(timeout=10)
+        sent = all_frames(emu)[-1]
+        r3 = s.respond("and the day after?")
+        third = all_frames(emu)[-1]
+    assert r2.ok and r2.resent_transcript
+    assert "previous_response_id" not in sent
+    assert [it for it in sent["input"] if it.get("type") == "function_call"] == []
+    resend = [i for i in items if isinstance(i, Notice) and i.kind == "resend"]
+    assert resend and "got no output" in resend[0].data["reason"]
+    assert r3.ok and third.get("previous_response_id") == r2.response_id  # chaining by id resumes
+
+
+# --- §3.1 (livekit #5136): a tool round trip never resends the assistant's own function_call -----------------
+
+
+@pytest.mark.parametrize("transport", ["ws", "sse"])
+def test_tool_round_trip_keeps_each_call_and_output_once_on_the_server(session, emu, transport):
+    r1 = session.respond("please use get_weather for Rome", transport=transport, tools=[WEATHER])
+    (call,) = r1.function_calls
+    r2 = session.respond(
+        "", transport=transport, tools=[WEATHER], tool_outputs={call["call_id"]: "rainy, 14 C"}
+    )
+    assert r2.ok and r2.text == reply_for(
+        ["please use get_weather for Rome"], tool_results=[(call["call_id"], "rainy, 14 C")]
+    )
+    r3 = session.respond("and tomorrow?", transport=transport)
+    assert r3.text == reply_for(["please use get_weather for Rome", "and tomorrow?"])
+    items = emu.store.get(r3.response_id).items  # the conversation the server rebuilt (store=true)
+    calls = [it for it in items if it.get("type") == "function_call"]
+    outputs = [it for it in items if it.get("type") == "function_call_output"]
+    assert [c["call_id"] for c in calls] == [call["call_id"]]
+    assert [o["call_id"] for o in outputs] == [call["call_id"]]
+    assert messages(items, "user") == ["please use get_weather for Rome", "and tomorrow?"]
+    for frame in all_frames(emu)[-2:]:  # the by-id turns carry only new items
+        assert frame["previous_response_id"]
+        assert not [it for it in frame["input"] if it.get("type") == "function_call"]

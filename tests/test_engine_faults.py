@@ -2,25 +2,34 @@
 
 After each failure the next turn on the same chain must give exactly the expected answer: the failed turn
 never became the base of the chain, and no stale frame of the failed response leaked into the next one.
+Wire conditions the emulator cannot produce (an upgrade never answered, blank keep-alive frames) come from a
+tiny server on 127.0.0.1:0 inside the test.
 """
 
 from __future__ import annotations
 
+import asyncio
+import json
 import time
+from typing import Any
 
+import aiohttp
 import pytest
+from aiohttp import web
 
 from ipy_responses_ws.emulator import Emulator, Fault, reply_for
 from ipy_responses_ws.errors import (
     APIError,
     AuthenticationError,
     ConnectionClosedError,
+    HandshakeError,
     ProtocolError,
     RateLimitError,
     ResponseFailedError,
     StreamTimeoutError,
 )
-from ipy_responses_ws.events import Notice
+from ipy_responses_ws.events import Notice, ServerEvent
+from ipy_responses_ws.render import footer_text
 from ipy_responses_ws.session import ResponsesSession
 
 KEY = "sk-test-FAKE-engine-faults-0123456789"
@@ -32,17 +41,17 @@ def emu():
         yield e
 
 
+def new_session(emu: Emulator, **kw: Any) -> ResponsesSession:
+    kw.setdefault("connect_timeout", 5.0)
+    kw.setdefault("first_event_timeout", 5.0)
+    kw.setdefault("idle_timeout", 5.0)
+    return ResponsesSession(base_url=emu.base_url, api_key=KEY, model="gpt-test", **kw)
+
+
 @pytest.fixture
 def session(emu):
     emu.clear_faults()
-    s = ResponsesSession(
-        base_url=emu.base_url,
-        api_key=KEY,
-        model="gpt-test",
-        connect_timeout=5.0,
-        first_event_timeout=5.0,
-        idle_timeout=5.0,
-    )
+    s = new_session(emu)
     yield s
     s.close()
     emu.clear_faults()
@@ -64,6 +73,19 @@ def wait_for(pred, timeout=3.0):
 def collect(handle):
     items = list(handle.events())
     return handle.result(timeout=10), items
+
+
+def notice_kinds(items: list[Any]) -> list[str]:
+    return [i.kind for i in items if isinstance(i, Notice)]
+
+
+def frames_since(emu: Emulator, since: int) -> list[dict[str, Any]]:
+    """Every client frame / POST body the server received since log entry *since*, in log order."""
+    return [f for c in emu.connections[since:] for f in c.frames if isinstance(f, dict)]
+
+
+def all_frames(emu: Emulator) -> list[dict[str, Any]]:
+    return frames_since(emu, 0)
 
 
 def assert_chain_intact(session, done_prompts, transport):
@@ -159,6 +181,111 @@ def test_connect_error_falls_back_then_fails_clearly():
         assert r.fallback_reason and "WebSocket connection failed" in r.fallback_reason
     finally:
         s.close()
+
+
+# --- §3.8 / rows 46, 4, 47: handshake statuses are kept; auth and rate limits never fall back -----------
+
+
+@pytest.mark.parametrize(
+    ("status", "error_type"),
+    [(401, AuthenticationError), (403, AuthenticationError), (429, RateLimitError)],
+)
+def test_handshake_refusal_keeps_status_and_does_not_fall_back(session, emu, status, error_type):
+    since = len(emu.connections)
+    emu.add_fault(Fault("refuse_upgrade", status=status))
+    h = session.start("hello")
+    r, items = collect(h)
+    assert r.status == "failed" and isinstance(r.error, error_type) and r.error.status == status
+    assert r.transport is None and r.fallback_reason is None and not r.retried
+    assert "fallback" not in notice_kinds(items)
+    assert [(c.transport, c.status) for c in emu.connections[since:]] == [("ws", status)]  # no 2nd try
+    assert KEY not in f"{r.error} {r.error!r} {r!r}"
+
+
+def test_handshake_status_kept_without_fallback_and_named_with_fallback(emu):
+    since = len(emu.connections)
+    s = new_session(emu, fallback_to_sse=False)
+    try:
+        emu.add_fault(Fault("refuse_upgrade", status=503))
+        r = s.respond("no fallback")
+        assert isinstance(r.error, HandshakeError) and r.error.status == 503
+        assert r.error.url and r.error.url.endswith("/v1/responses") and "503" in str(r.error)
+        s.configure(fallback_to_sse=True)
+        emu.add_fault(Fault("refuse_upgrade", status=503))
+        r2 = s.respond("with fallback")
+        assert r2.ok and r2.transport == "sse" and "HTTP 503" in r2.fallback_reason
+        assert [(c.transport, c.status) for c in emu.connections[since:]] == [
+            ("ws", 503),
+            ("ws", 503),
+            ("http", 200),
+        ]
+    finally:
+        s.close()
+        emu.clear_faults()
+
+
+# --- row 5: the remembered 426 belongs to the server that answered it ------------------------------------
+# Once a bug (fixed in 503d516): session._ws_blocked_until (the remembered 426) survived
+# configure(base_url=...), so a new server was not tried over WebSocket for up to 600 s; the memory is now
+# keyed by the WS URL.
+
+
+def test_remembered_426_does_not_block_websocket_on_a_new_base_url(emu):
+    s = new_session(emu)
+    try:
+        emu.add_fault(Fault("refuse_upgrade", status=426))
+        assert s.respond("behind a proxy").transport == "sse"
+        with Emulator(api_key=KEY).run_in_thread() as direct:
+            s.configure(base_url=direct.base_url)
+            r = s.respond("direct now", new=True)
+            assert r.ok and r.transport == "ws" and r.fallback_reason is None
+    finally:
+        s.close()
+        emu.clear_faults()
+
+
+def test_a_426_is_still_remembered_for_the_same_server(emu):
+    with new_session(emu) as s:
+        emu.add_fault(Fault("refuse_upgrade", status=426))
+        try:
+            assert s.respond("behind a proxy").transport == "sse"
+            r = s.respond("still behind it")
+            blocked = s.status()["ws_blocked_for"]
+            with Emulator(api_key=KEY).run_in_thread() as other:
+                s.configure(base_url=other.base_url)
+                other_blocked = s.status()["ws_blocked_for"]
+        finally:
+            emu.clear_faults()
+    assert r.transport == "sse" and "remembered" in (r.fallback_reason or "")
+    assert blocked and blocked > 500 and other_blocked is None
+
+
+# --- row 18 / §3.3: a handshake that never completes times out (and is not "fixed" by a fallback) --------
+
+
+async def test_silent_handshake_times_out_in_connect_phase():
+    accepted: list[asyncio.StreamWriter] = []
+
+    async def black_hole(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        accepted.append(writer)  # accept TCP, never answer the upgrade
+
+    server = await asyncio.start_server(black_hole, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    s = ResponsesSession(base_url=f"http://127.0.0.1:{port}/v1", api_key=KEY, connect_timeout=0.5)
+    try:
+        t0 = time.perf_counter()
+        r = await asyncio.wait_for(s.arespond("anyone there?"), timeout=10)
+        took = time.perf_counter() - t0
+        assert r.status == "failed" and r.error.phase == "connect" and r.error.seconds == 0.5
+        assert "connect_timeout" in str(r.error)
+        assert 0.45 < took < 5.0 and r.fallback_reason is None and r.transport is None
+        assert len(accepted) == 1  # one attempt: no SSE request to the same silent host
+    finally:
+        await s.aclose()
+        for w in accepted:
+            w.close()
+        server.close()
+        await server.wait_closed()
 
 
 # --- mid-stream faults, both transports -------------------------------------------------------------------
@@ -348,3 +475,229 @@ def test_no_silent_retry_after_text_was_shown(session, emu):
     emu.add_fault(Fault("drop", after=6))
     r = session.respond("two")
     assert r.status == "failed" and not r.retried and r.text
+
+
+# --- §3.12 / rows 48, 44: no retry, no silent regeneration once text has streamed -----------------------
+
+
+@pytest.mark.parametrize(
+    ("transport", "kind", "code"),
+    [
+        ("ws", "drop", None),
+        ("ws", "close", 1011),
+        ("ws", "close", 1001),
+        ("ws", "close", 1000),  # a *normal* close before the terminal event is still not success
+        ("sse", "drop", None),
+        ("sse", "close", None),
+    ],
+)
+def test_no_retry_after_text_streamed(session, emu, transport, kind, code):
+    session.respond("warm the socket", transport=transport)  # so the WS turn runs on a *reused* socket
+    prompt = f"this answer breaks ({transport} {kind} {code})"
+    after = 8  # created, in_progress, item.added, part.added, then 4 deltas: text is on screen
+    emu.add_fault(Fault(kind, after=after, code=code, transport=transport))
+    h = session.start(prompt, transport=transport)
+    r, items = collect(h)
+    deltas = [i for i in items if isinstance(i, ServerEvent) and i.type == "response.output_text.delta"]
+    assert len(deltas) == after - 4 and r.text == "".join(d.delta for d in deltas)
+    assert reply_for(["warm the socket", prompt]).startswith(r.text)
+    assert r.status == "failed" and not r.retried and not r.reconnected
+    assert isinstance(r.error, ConnectionClosedError | ProtocolError), r.error
+    if transport == "ws":
+        assert isinstance(r.error, ConnectionClosedError) and r.error.received_any
+        assert r.error.code == (1006 if kind == "drop" else code)
+    assert not {"retry", "resend", "reconnect", "fallback"} & set(notice_kinds(items))
+    sent = [f for f in all_frames(emu) if prompt in json.dumps(f)]
+    assert len(sent) == 1  # the server saw the request once: nothing was regenerated behind the user's back
+    assert session.chain().turns == 1
+
+
+# --- §3.9 / rows 42, 45: error payloads read in both shapes, status kept ----------------------------------
+
+
+@pytest.mark.parametrize("transport", ["ws", "sse"])
+@pytest.mark.parametrize("shape", ["flat", "wrapped"])
+def test_error_event_shapes_keep_message_code_param_and_status(session, emu, transport, shape):
+    if shape == "flat":  # the SDK's ResponseErrorEvent shape (docker read only this one)
+        event = {"type": "error", "code": "server_is_busy", "message": "Busy, try later.", "param": None}
+    else:  # the real WS wire: status on top, details nested (livekit needed #6385 for this)
+        event = {
+            "type": "error",
+            "status": 400,
+            "error": {
+                "type": "invalid_request_error",
+                "code": "server_is_busy",
+                "message": "Busy, try later.",
+                "param": "input",
+            },
+        }
+    emu.add_script([event], transport="ws" if transport == "ws" else "sse")
+    r = session.respond("will fail", transport=transport)
+    assert r.status == "failed" and isinstance(r.error, APIError), r.error
+    assert (r.error.code, r.error.message) == ("server_is_busy", "Busy, try later.")
+    assert "Busy, try later." in str(r.error)
+    if shape == "wrapped":
+        assert (r.error.status, r.error.param) == (400, "input")
+    assert session.chain().turns == 0
+    assert session.respond("recovered", transport=transport).text == reply_for(["recovered"])
+
+
+# --- §3.4 / row 14: a request-level error frame leaves nothing in flight, so its socket may be kept --------------
+
+
+def test_socket_kept_after_a_request_level_error_carries_no_stale_frames(session, emu):
+    first = session.respond("before the error")
+    emu.add_fault(Fault("error", status=500, transport="ws"))  # an error frame instead of response.created
+    failed = session.respond("refused")
+    assert failed.status == "failed" and failed.error.status == 500 and failed.text == ""
+    h = session.start("after the error")
+    r, items = collect(h)
+    events = [i for i in items if isinstance(i, ServerEvent)]
+    assert r.ok and r.text == reply_for(["before the error", "after the error"])
+    assert [e.sequence_number for e in events] == list(range(len(events)))
+    assert r.connection_id == first.connection_id  # no new handshake was needed
+
+
+def test_the_resend_after_not_found_reuses_the_clean_socket(emu):
+    with new_session(emu) as s:
+        assert s.respond("remember me").ok
+        with Emulator(api_key=KEY).run_in_thread() as forgetful:
+            s.configure(base_url=forgetful.base_url)
+            r = s.respond("do you?")
+            ws_logs = [c for c in forgetful.connections if c.transport == "ws"]
+    assert r.ok and r.resent_transcript and r.text == reply_for(["remember me", "do you?"])
+    assert len(ws_logs) == 1  # the not-found error and the resend share one handshake
+    assert [("previous_response_id" in f) for f in ws_logs[0].frames] == [True, False]
+
+
+# --- §3.2 / row 41: response.incomplete ends the turn and never becomes the chain's base ------------------
+
+
+@pytest.mark.parametrize("transport", ["ws", "sse"])
+@pytest.mark.parametrize("cause", ["max_output_tokens", "content_filter"])
+def test_incomplete_never_hangs_and_is_never_the_base(emu, transport, cause):
+    s = new_session(emu, idle_timeout=60.0, first_event_timeout=60.0)  # a hang would show as > 8 s
+    try:
+        base = s.respond("keep this", transport=transport)
+        assert base.ok
+        if cause == "content_filter":
+            emu.add_fault(Fault("incomplete", after=6, code="content_filter", transport=transport))
+            h = s.start("filtered", transport=transport)
+        else:
+            h = s.start("cut short", transport=transport, max_output_tokens=5)
+        r = h.result(timeout=8)  # would raise TimeoutError if response.incomplete were not terminal
+        assert r.status == "incomplete" and r.error is None and r.incomplete_reason == cause
+        assert "not added to the conversation" in footer_text(r)
+        assert s.chain().turns == 1 and s.chain().previous_response_id == base.response_id
+        since = len(emu.connections)
+        nxt = s.respond("next", transport=transport)
+        assert nxt.text == reply_for(["keep this", "next"])
+        frame = (frames_since(emu, since) or [all_frames(emu)[-1]])[-1]
+        assert frame["previous_response_id"] == base.response_id != r.response_id
+        if transport == "ws":  # a terminal event was seen: the socket was clean and is reused (row 14)
+            assert nxt.connection_id == base.connection_id
+    finally:
+        s.close()
+        emu.clear_faults()
+
+
+# --- row 41: the obsolete v1 terminal ``response.done`` ends the turn promptly --------------------------------
+# (Once a bug, fixed in 51a9362: over WS the turn waited out idle_timeout; now mapped by status.)
+
+
+def _scripted_no_delta_answer(rid: str, text: str) -> list[dict[str, Any]]:
+    msg = {
+        "id": f"msg_{rid[5:]}",
+        "type": "message",
+        "status": "completed",
+        "role": "assistant",
+        "content": [{"type": "output_text", "annotations": [], "logprobs": [], "text": text}],
+    }
+    base = {
+        "id": rid,
+        "object": "response",
+        "created_at": 1,
+        "model": "gpt-test",
+        "status": "in_progress",
+        "output": [],
+        "store": True,
+        "parallel_tool_calls": True,
+        "tool_choice": "auto",
+        "tools": [],
+    }
+    done = dict(base, status="completed", output=[msg])
+    return [
+        {"type": "response.created", "response": base},
+        {"type": "response.output_item.added", "output_index": 0, "item": dict(msg, content=[])},
+        {"type": "response.output_item.done", "output_index": 0, "item": msg},
+        {"type": "response.completed", "response": done},
+    ]
+
+
+@pytest.mark.parametrize("transport", ["ws", "sse"])
+def test_v1_response_done_ends_the_turn_promptly(emu, transport):
+    s = new_session(emu, idle_timeout=60.0)  # waiting for more frames would show as > 8 s
+    try:
+        rid = f"resp_v1done{transport}0123456789abcdef"
+        events = _scripted_no_delta_answer(rid, "Answer ended by the v1 terminal.")
+        events[-1] = dict(events[-1], type="response.done")
+        emu.add_script(events, transport="ws" if transport == "ws" else "sse")
+        r = s.start("v1 server", transport=transport).result(timeout=8)
+        assert r.ok and r.text == "Answer ended by the v1 terminal." and r.response_id == rid
+        assert s.chain().previous_response_id == rid  # a completed v1 answer is a chain base
+    finally:
+        s.close()
+
+
+# --- row 24: empty / keep-alive text frames are skipped (docker #2300, OVH endpoints) --------------------
+# (Once a bug, fixed in 1d26839.)
+
+
+def _inline_events(text: str) -> list[dict[str, Any]]:
+    return [
+        {**e, "sequence_number": i}
+        for i, e in enumerate(_scripted_no_delta_answer("resp_inline0123456789", text))
+    ]
+
+
+async def test_blank_keepalive_frames_are_skipped():
+    text = "Answer after two blank frames."
+
+    async def handler(request: web.Request) -> web.WebSocketResponse:
+        ws = web.WebSocketResponse()
+        await ws.prepare(request)
+        async for msg in ws:
+            if msg.type == aiohttp.WSMsgType.TEXT:
+                await ws.send_str("")
+                await ws.send_str(" \n")
+                for ev in _inline_events(text):
+                    await ws.send_str(json.dumps(ev))
+        return ws
+
+    app = web.Application()
+    app.router.add_get("/v1/responses", handler)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = runner.addresses[0][1]
+    s = ResponsesSession(
+        base_url=f"http://127.0.0.1:{port}/v1", api_key=KEY, fallback_to_sse=False, idle_timeout=2.0
+    )
+    try:
+        r = await asyncio.wait_for(s.arespond("hi"), timeout=10)
+        assert r.error is None, r.error
+        assert r.ok and r.text == text
+    finally:
+        await s.aclose()
+        await runner.cleanup()
+
+
+# --- a 1009 close tells the user what to do (docs/reliability.md §6 weak spot) ---------------------------
+
+
+def test_an_oversized_request_says_it_is_too_big_not_check_the_network() -> None:
+    with Emulator(KEY, max_frame_size=100_000).run_in_thread() as small, new_session(small) as s:
+        r = s.respond("y" * 200_000)
+    assert getattr(r.error, "code", None) == 1009
+    assert "too big" in str(r.error) and "Check the network" not in str(r.error)

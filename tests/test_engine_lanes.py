@@ -139,3 +139,39 @@ def test_lane_names_of_interrupted_turns_count_toward_the_servers_limit() -> Non
     assert r.ok, r.error
     assert r.text == reply_for(["first", "after many interrupts"])
     assert handshakes == 2  # rotated once, before the 33rd name
+
+
+# --- an abandoned lane does not delay the chain's next turn: it moves on to a fresh lane -----------------
+
+
+def test_lanes_move_on_after_an_abandon_and_forget_the_drained_lane() -> None:
+    with (
+        Emulator(api_key=KEY).run_in_thread() as e,
+        ResponsesSession(
+            base_url=e.base_url,
+            api_key=KEY,
+            model="gpt-test",
+            use_stream_lanes=True,
+            connect_timeout=5.0,
+            first_event_timeout=5.0,
+            idle_timeout=5.0,
+        ) as s,
+    ):
+        assert s.respond("first").ok
+        e.add_fault(Fault(kind="stall", after=6, seconds=2.0))  # the first delta comes before the stall
+        h = s.start("abandoned")
+        while not getattr(h.get(0.05), "delta", None):
+            assert not h.done()
+        assert h.cancel(wait=1.0)
+        t0 = time.monotonic()
+        r = s.respond("next")
+        took = time.monotonic() - t0
+        deadline = time.monotonic() + 5
+        while len(s.status()["connections"][0]["lanes"]) > 1 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        lanes = s.status()["connections"][0]["lanes"]
+        streams = [f.get("stream_id") for c in e.connections for f in c.frames if isinstance(f, dict)]
+    assert r.ok and r.text == reply_for(["first", "next"]) and took < 0.8
+    assert streams[0] == streams[1] and streams[2] == f"{streams[0]}.1"
+    # The abandoned lane is not reused, but its name still counts toward the server's 32 per connection.
+    assert lanes == sorted({streams[0], streams[2]})

@@ -1,4 +1,7 @@
-"""The I/O loop thread, shutdown at exit, key hygiene against hostile peers, and settings guards."""
+"""The I/O loop thread, shutdown at exit, key hygiene against hostile peers, and settings guards.
+
+Code that runs on the loop (an ``on_event`` or done callback) may stop turns without freezing the loop.
+"""
 
 from __future__ import annotations
 
@@ -410,3 +413,76 @@ async def test_sse_answer_that_is_not_an_event_stream(echo_server):
         assert r.error.__class__.__name__ == "ProtocolError" and "event stream" in str(r.error)
     finally:
         await s.aclose()
+
+
+# --- §3.4 / §5 Stop: stopping from code that runs on the I/O loop (an on_event or done callback) --------------
+# Once a bug (fixed in 4084bb5): ResponsesSession.stop_all() called on the I/O loop thread (from an on_event
+# callback) blocked that loop in TurnHandle._done.wait(1.0) for every in-flight turn; the turns can only end on
+# that loop, so every stream of the process froze for 1 s per turn. On the loop thread it does not wait.
+
+
+def _slow_emulator() -> Emulator:
+    return Emulator(api_key=KEY, token_rate=300.0, answer_words=80)  # ~150 deltas: time to stop mid-stream
+
+
+def _bounded_session(emu: Emulator) -> ResponsesSession:
+    return ResponsesSession(
+        base_url=emu.base_url,
+        api_key=KEY,
+        model="gpt-test",
+        connect_timeout=5.0,
+        first_event_timeout=5.0,
+        idle_timeout=5.0,
+    )
+
+
+def test_stop_all_from_an_event_callback_does_not_freeze_the_loop():
+    with _slow_emulator().run_in_thread() as slow_emu:
+        s = _bounded_session(slow_emu)
+        took: list[float] = []
+
+        def on_event(item) -> None:
+            if getattr(item, "type", "") == "response.output_text.delta" and not took:
+                t0 = time.perf_counter()
+                s.stop_all()
+                took.append(time.perf_counter() - t0)
+
+        try:
+            r = s.start("stop me from the callback", on_event=on_event).result(timeout=10)
+            assert r.status == "cancelled" and r.error is None
+            assert took[0] < 0.25
+        finally:
+            s.close()
+
+
+def test_cancel_from_a_callback_returns_at_once() -> None:
+    with _slow_emulator().run_in_thread() as slow, _bounded_session(slow) as s:
+        took: list[float] = []
+        box: dict = {}
+        ready = threading.Event()
+
+        def on_event(item) -> None:
+            ready.wait(5)
+            if getattr(item, "delta", None) and not took:
+                t0 = time.perf_counter()
+                box["confirmed"] = box["h"].cancel(wait=5.0)
+                took.append(time.perf_counter() - t0)
+
+        box["h"] = s.start("stop me", on_event=on_event)
+        ready.set()
+        r = box["h"].result(timeout=10)
+    assert r.status == "cancelled" and took[0] < 0.25 and box["confirmed"] is False
+
+
+# --- §3.3 / §3.6: the defaults keep every wait bounded and rotate before the server's 60-minute cap ----------
+
+
+def test_defaults_bound_every_wait_and_rotate_before_the_cap():
+    from ipy_responses_ws.config import Settings
+
+    d = Settings()
+    assert d.max_connection_age <= 3600 - 60  # livekit's 3600 s equals the cap; ours leaves a margin
+    for name in ("connect_timeout", "first_event_timeout", "idle_timeout"):
+        assert 0 < getattr(d, name) <= 600, name  # nothing can hang a cell for ever
+    assert d.heartbeat is not None and d.heartbeat < d.idle_timeout  # a dead peer is noticed mid-turn
+    assert d.fallback_to_sse and d.transport == "ws" and d.store is True

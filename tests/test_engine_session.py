@@ -1,4 +1,5 @@
-"""ResponsesSession against the emulator on loopback: order, chains, reuse, parallel turns, cleanup.
+"""ResponsesSession against the emulator on loopback: order, chains, reuse, parallel turns, cleanup, and what
+it does at the edges: no socket before the first turn, the headers of every dial, the DEBUG log.
 
 Expected answers come from ``reply_for`` (the emulator's deterministic model), so a right answer proves
 the chain carried the history.
@@ -93,6 +94,15 @@ def overlap_recorder():
 
 def ws_logs(emu, since):
     return [c for c in emu.connections[since:] if c.transport == "ws"]
+
+
+def wait_for(pred, timeout=3.0):
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if pred():
+            return True
+        time.sleep(0.02)
+    return pred()
 
 
 @pytest.mark.parametrize("transport", ["ws", "sse"])
@@ -292,3 +302,65 @@ def test_respond_from_the_loop_thread_is_refused_not_deadlocked(session):
 
     r = session.start("outer", on_event=on_event).result(timeout=5)
     assert r.ok and errors and "start()" in errors[0]
+
+
+# --- row 6: lazy connect -----------------------------------------------------------------------------------
+
+
+def test_no_socket_until_the_first_turn(emu):
+    since = len(emu.connections)
+    s = make_session(emu)
+    try:
+        time.sleep(0.2)
+        assert emu.connections[since:] == [] and s.status()["connections"] == []
+        assert s.status()["handshakes"] == 0
+        assert s.respond("first").ok
+        assert [c.transport for c in emu.connections[since:]] == ["ws"]
+    finally:
+        s.close()
+
+
+# --- rows 19, 21: handshake headers are built per dial, custom and org/project headers included ----------
+
+
+def test_custom_org_project_headers_reach_both_transports(monkeypatch):
+    monkeypatch.setenv("OPENAI_API_KEY", KEY)
+    with Emulator().run_in_thread() as emu:  # accepts any key: we rotate it below
+        s = ResponsesSession(
+            base_url=emu.base_url,
+            organization="org-parity",
+            project="proj-parity",
+            extra_headers={"X-Gateway-Route": "notebooks"},
+        )
+        try:
+            assert s.respond("ws turn").ok
+            assert s.respond("sse turn", transport="sse").ok
+            for log in emu.connections:
+                assert log.headers.get("OpenAI-Organization") == "org-parity"
+                assert log.headers.get("OpenAI-Project") == "proj-parity"
+                assert log.headers.get("X-Gateway-Route") == "notebooks"
+                assert log.headers["Authorization"].endswith(KEY[-4:])
+            # a key rotated in the environment is used on the next dial (never the pooled socket)
+            rotated = "sk-test-FAKE-rotated-key-999999999wxyz"
+            monkeypatch.setenv("OPENAI_API_KEY", rotated)
+            r = s.respond("after rotation")
+            assert r.ok and r.text == reply_for(["ws turn", "sse turn", "after rotation"])
+            dials = [c for c in emu.connections if c.transport == "ws"]
+            assert len(dials) == 2 and dials[-1].headers["Authorization"].endswith("wxyz")
+            assert wait_for(lambda: dials[0].close_code == 1000)  # the old key's socket was retired
+        finally:
+            s.close()
+
+
+# --- row 52: debug logging of the handshake, never the key --------------------------------------------------
+
+
+def test_debug_log_names_the_endpoint_and_never_the_key(session, emu, caplog):
+    with caplog.at_level("DEBUG", logger="ipy_responses_ws"):
+        assert session.respond("log me").ok
+        session.close()
+    text = "\n".join(rec.getMessage() for rec in caplog.records)
+    assert emu.ws_url in text  # the handshake target is visible at DEBUG
+    assert "turn default#1 completed via ws" in text  # and one summary line per turn
+    assert reply_for(["log me"])[:40] not in text  # never the answer itself
+    assert KEY not in text and KEY[-12:] not in text

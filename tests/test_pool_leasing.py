@@ -5,6 +5,8 @@
 * A chain's turn is leased the socket whose cache holds the chain's parent; a warm-up never evicts it
   (0.1's toggle flip with ``warmup=True`` under ``store=false`` overwrote it, so the next cell resent the
   transcript).
+* A flip to WebSocket warms a socket up when ``warmup`` is on, and a turn started during the warm-up waits for
+  that socket instead of dialling a second one.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from ipy_responses_ws import ResponsesSession
 from ipy_responses_ws.emulator import Emulator
 from ipy_responses_ws.emulator.model import reply_for
 from ipy_responses_ws.errors import HandshakeError
+from ipy_responses_ws.events import Notice
 
 KEY = "sk-test-FAKE-lease-0123456789"
 
@@ -59,7 +62,9 @@ def _creates(emu: Emulator, since: int) -> list[dict]:
 def test_a_warm_up_never_evicts_the_chain_parent_from_its_socket(emu: Emulator) -> None:
     since = len(emu.connections)
     with ResponsesSession(base_url=emu.base_url, api_key=KEY, store=False, warmup=True) as s:
-        first = s.respond("one")  # construction started a warm-up; this turn waits for it and takes its socket
+        first = s.respond(
+            "one"
+        )  # construction started a warm-up; this turn waits for it and takes its socket
         s.transport = "sse"  # the toggle flips away and back: the flip to WS warms up again
         s.transport = "ws"
         time.sleep(0.3)  # let the warm-up (if any) run
@@ -83,3 +88,48 @@ def test_a_chain_is_leased_the_socket_that_caches_its_parent(emu: Emulator) -> N
     assert not any(t.resent_transcript for t in turns)
     assert turns[-1].text == reply_for(["a1", "a2", "a3"])
     assert turns[-2].text == reply_for(["b1", "b2", "b3"])
+
+
+# --- flipping the transport to WS warms a socket up when warmup is on (docs/parity.md §3 "partial") -------
+
+
+def test_switching_to_websocket_warms_up_when_asked(emu: Emulator) -> None:
+    since = len(emu.connections)
+    with ResponsesSession(base_url=emu.base_url, api_key=KEY, transport="sse", warmup=True) as s:
+        assert s.respond("over sse first").transport == "sse"
+        assert [c for c in emu.connections[since:] if c.transport == "ws"] == []  # no warm-up for SSE
+        s.transport = "ws"
+        deadline = time.monotonic() + 5
+        while not any(c.transport == "ws" and c.frames for c in emu.connections[since:]):
+            assert time.monotonic() < deadline, "no warm-up after switching to WebSocket"
+            time.sleep(0.02)
+        h = s.start("now over ws")
+        items = list(h.events())
+        r = h.result(timeout=10)
+    connected = [i for i in items if isinstance(i, Notice) and i.kind == "connected"]
+    assert r.ok and r.transport == "ws" and connected[0].data["reused"] is True
+    assert len([c for c in emu.connections[since:] if c.transport == "ws"]) == 1
+
+
+# --- a turn right after the warm-up started uses the warmed socket (no second handshake) -----------------
+
+
+def test_a_turn_started_during_the_warm_up_waits_for_its_socket() -> None:
+    with Emulator(api_key=KEY, ttft=0.3).run_in_thread() as e:  # the warm-up takes ~0.3 s to answer
+        with ResponsesSession(base_url=e.base_url, api_key=KEY, warmup=True) as s:
+            r = s.respond("right away")
+        ws_logs = [c for c in e.connections if c.transport == "ws"]
+    assert r.ok and r.text == reply_for(["right away"])
+    assert len(ws_logs) == 1 and len(ws_logs[0].frames) == 2  # the warm-up create, then this turn
+    assert ws_logs[0].frames[0].get("generate") is False
+
+
+def test_a_warm_up_in_a_full_pool_leaves_other_chains_sockets_alone(emu: Emulator) -> None:
+    with ResponsesSession(base_url=emu.base_url, api_key=KEY, store=False, pool_size=1) as s:
+        first = s.respond("a1", chain="a")
+        assert s.warmup(chain="b") is None  # nothing sent: the only socket caches chain a's parent
+        second = s.respond("a2", chain="a")
+        handshakes = s.status()["handshakes"]
+    assert first.ok and second.ok and not second.resent_transcript
+    assert second.text == reply_for(["a1", "a2"])
+    assert handshakes == 1

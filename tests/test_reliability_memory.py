@@ -4,7 +4,7 @@ Found by the soak (docs/reliability.md §2): a turn started with ``on_event`` al
 ``TurnHandle`` queue, which nobody reads in background mode, so a long answer kept all its event objects
 alive until the turn ended; the small-object arenas they filled stayed mapped afterwards (fragmentation) and
 the kernel's RSS jumped (+75 MB for three 200 KB answers, vs +1 MB in the foreground). Fixed in 4084bb5
-(``on_event`` turns do not queue); these tests keep it fixed.
+(``on_event`` turns do not queue); these tests keep it fixed, in a real kernel and through the public API.
 """
 
 from __future__ import annotations
@@ -17,8 +17,8 @@ import pytest
 from kernel_helpers import Kernel
 
 from ipy_responses_ws.emulator import Emulator
-
-pytestmark = [pytest.mark.kernel, pytest.mark.timeout(240)]
+from ipy_responses_ws.events import Notice
+from ipy_responses_ws.session import ResponsesSession
 
 KEY = "sk-test-FAKE-memory-0123456789abcdef"
 WORDS = 34_000  # a ~200 KB answer, ~45,000 deltas
@@ -58,13 +58,42 @@ def _three_long_answers(kernel: Kernel, flag: str) -> int:
     return _rss(kernel) - before
 
 
+@pytest.mark.kernel
+@pytest.mark.timeout(240)
 def test_foreground_long_answers_do_not_grow_the_kernel(kernel: Kernel) -> None:
     growth = _three_long_answers(kernel, "")
     print(f"foreground: {growth / 1e6:+.1f} MB")
     assert growth < 15e6, f"{growth / 1e6:.1f} MB after three foreground answers"
 
 
+@pytest.mark.kernel
+@pytest.mark.timeout(240)
 def test_background_long_answers_do_not_grow_the_kernel(kernel: Kernel) -> None:
     growth = _three_long_answers(kernel, "--background")
     print(f"background: {growth / 1e6:+.1f} MB")
     assert growth < 15e6, f"{growth / 1e6:.1f} MB after three background answers"
+
+
+def test_on_event_turns_feed_the_callback_only_and_polled_turns_still_queue() -> None:
+    with (
+        Emulator(api_key=KEY).run_in_thread() as emu,
+        ResponsesSession(
+            base_url=emu.base_url,
+            api_key=KEY,
+            model="gpt-test",
+            connect_timeout=5.0,
+            first_event_timeout=5.0,
+            idle_timeout=5.0,
+        ) as s,
+    ):
+        seen: list = []
+        h = s.start("background", on_event=seen.append)
+        r = h.result(timeout=10)
+        assert r.ok and any(getattr(i, "type", "") == "response.completed" for i in seen)
+        assert h.get(timeout=0) is None  # nothing was queued: only the end marker
+        assert h._queue.qsize() == 0
+
+        polled = s.start("foreground")
+        items = list(polled.events())
+        assert polled.result(timeout=10).ok
+        assert [i.type for i in items if not isinstance(i, Notice)][-1] == "response.completed"

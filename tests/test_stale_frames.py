@@ -4,6 +4,9 @@ Real gateways do this: some send both ``response.completed`` and a v1 ``response
 or a late ``error`` after the terminal. In 0.1 the next turn on the pooled socket read the stray frame first,
 showed the previous answer and committed the wrong id to the chain. The server here is a small aiohttp app on
 loopback that answers every ``response.create`` and then sends such strays on the same socket.
+
+A cancelled turn's socket is the other source: the server keeps streaming the abandoned answer into it (there
+is no cancel event), so it is closed, never leased again.
 """
 
 from __future__ import annotations
@@ -11,7 +14,8 @@ from __future__ import annotations
 import contextlib
 import itertools
 import json
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -19,8 +23,11 @@ from aiohttp import web
 from inline_server import serve
 
 from ipy_responses_ws import ResponsesSession
+from ipy_responses_ws.emulator import Emulator, reply_for
+from ipy_responses_ws.events import ServerEvent
 
 KEY = "sk-test-FAKE-stale-0123456789"
+WORDS = 80  # filler words on the slow emulator: ~150 deltas, long enough to interrupt mid-stream
 
 
 def _events(rid: str, text: str, stream_id: str | None) -> list[dict[str, Any]]:
@@ -93,3 +100,56 @@ def test_a_stray_frame_after_the_terminal_is_never_the_next_answer(kind: str, la
     assert all(r.ok and r.transport == "ws" for r in results)
     assert status["handshakes"] == 1  # one socket served every turn: the strays did not make it dirty
     assert status["chains"]["default"]["previous_response_id"] == "resp_3"
+
+
+# --- §3.4 / rows 14, 15: a cancelled exchange discards its socket; stale frames are never read -----------
+
+
+def wait_for(pred: Callable[[], bool], timeout: float = 3.0) -> bool:
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if pred():
+            return True
+        time.sleep(0.02)
+    return pred()
+
+
+def test_no_stale_frames_after_cancel_even_when_the_pool_is_full() -> None:
+    with Emulator(api_key=KEY, token_rate=300.0, answer_words=WORDS).run_in_thread() as slow_emu:
+        s = ResponsesSession(
+            base_url=slow_emu.base_url,
+            api_key=KEY,
+            model="gpt-test",
+            pool_size=1,
+            connect_timeout=5.0,
+            first_event_timeout=5.0,
+            idle_timeout=5.0,
+        )
+        try:
+            h = s.start("interrupt me", chain="a")
+            seen = 0
+            while seen < 3:
+                item = h.get(timeout=5)
+                assert item is not None
+                seen += isinstance(item, ServerEvent) and item.type == "response.output_text.delta"
+            assert h.cancel(wait=1.0)
+            cancelled = h.result(timeout=1)
+            assert cancelled.status == "cancelled" and cancelled.error is None and cancelled.text
+            # The server keeps streaming the old answer into that socket (there is no cancel event, §1.6).
+            # Another chain's turn right away must not read a single frame of it.
+            h2 = s.start("fresh question", chain="b")
+            items = list(h2.events())
+            r = h2.result(timeout=10)
+            events = [i for i in items if isinstance(i, ServerEvent)]
+            assert r.ok and r.text == reply_for(["fresh question"], words=WORDS)
+            assert [e.sequence_number for e in events] == list(range(len(events)))
+            ids = {e.response["id"] for e in events if e.response}
+            assert ids == {r.response_id} and cancelled.response_id not in ids
+            ws = [c for c in slow_emu.connections if c.transport == "ws"]
+            dirty = next(c for c in ws if "interrupt me" in json.dumps(c.frames))
+            fresh = next(c for c in ws if "fresh question" in json.dumps(c.frames))
+            assert fresh is not dirty and len(dirty.frames) == 1  # the dirty socket carried nothing else
+            assert wait_for(lambda: dirty.close_code == 1000)  # and it was closed by us, normally
+            assert s.chain("a").turns == 0 and s.chain("b").turns == 1
+        finally:
+            s.close()
