@@ -62,9 +62,8 @@ def _creates(emu: Emulator, since: int) -> list[dict]:
 def test_a_warm_up_never_evicts_the_chain_parent_from_its_socket(emu: Emulator) -> None:
     since = len(emu.connections)
     with ResponsesSession(base_url=emu.base_url, api_key=KEY, store=False, warmup=True) as s:
-        first = s.respond(
-            "one"
-        )  # construction started a warm-up; this turn waits for it and takes its socket
+        # construction started a warm-up; this turn waits for it and takes its socket
+        first = s.respond("one")
         s.transport = "sse"  # the toggle flips away and back: the flip to WS warms up again
         s.transport = "ws"
         time.sleep(0.3)  # let the warm-up (if any) run
