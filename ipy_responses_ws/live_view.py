@@ -353,7 +353,7 @@ class ResponseView:
         # A burst (a fast stream) is drawn once, up to a boundary, and frozen at the next redraw.
         if self._text_shown and self._resent + len(shown) + len(src) >= CHUNK_OVERHEAD:
             seal = freezer.plan(split=True, after=len(shown))
-            if seal is not None and seal[0] < len(src):
+            if seal is not None:
                 self._seal = seal
                 src = src[: seal[0]]
         self._resent += len(shown)
