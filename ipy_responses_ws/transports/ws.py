@@ -16,6 +16,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import itertools
 import logging
 from collections import deque
@@ -79,7 +80,7 @@ class _Finished:
 class Lease:
     """One request on one connection: its stream, its consumer, and the future its turn awaits."""
 
-    __slots__ = ("conn", "stream_id", "stream", "emit", "future", "reused", "timer", "_armed_for")
+    __slots__ = ("conn", "stream_id", "stream", "emit", "future", "reused", "timer", "context", "_armed_for")
 
     def __init__(
         self,
@@ -97,6 +98,10 @@ class Lease:
         self.future = future
         self.reused = reused
         self.timer: asyncio.TimerHandle | None = None
+        # The turn's context (a copy of the submitting cell's): the reader delivers this lease's events in it,
+        # so widget messages of a background cell carry that cell's parent header, not the one of whichever
+        # cell opened the socket.
+        self.context = contextvars.copy_context()
         self._armed_for: Phase | None = None
 
     def arm(self) -> None:
@@ -195,7 +200,10 @@ class WSConnection:
         return self.alive and not self.retired
 
     def start_reader(self) -> None:
-        self.reader = asyncio.get_running_loop().create_task(self._read(), name=f"{self.id}-reader")
+        # An empty context: the reader outlives the cell that opened the socket and must not hold on to it.
+        self.reader = asyncio.get_running_loop().create_task(
+            self._read(), name=f"{self.id}-reader", context=contextvars.Context()
+        )
 
     # --- the one reader --------------------------------------------------------------------------------
 
@@ -260,12 +268,12 @@ class WSConnection:
         stream = lease.stream
         step = stream.feed(ev, now)
         if step is Step.EMIT:
-            lease.emit(stream.event)  # type: ignore[arg-type]
+            lease.context.run(lease.emit, stream.event)  # type: ignore[arg-type]
             if stream.phase is not lease._armed_for:
                 lease.arm()  # the first output arrived: from now on the (shorter) idle wait applies
         elif step is Step.FINISH:
             self._end(lease)
-            lease.emit(stream.event)  # type: ignore[arg-type]
+            lease.context.run(lease.emit, stream.event)  # type: ignore[arg-type]
             if not lease.future.done():
                 lease.future.set_result(stream.event)  # type: ignore[arg-type]
         elif step is Step.DROP:
