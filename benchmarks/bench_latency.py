@@ -190,7 +190,7 @@ def targets(ratios: dict[str, Any]) -> dict[str, Any]:
         return None if value is None else value <= limit
 
     return {
-        "engine WS <= 1.25x floor": check("ws_vs_floor_ratio", 1.25),
+        "engine WS <= 1.15x floor": check("ws_vs_floor_ratio", 1.15),
         "engine WS <= SDK WS": check("ws_vs_sdk_ws_ratio", 1.0),
         "engine SSE <= SDK SSE": check("sse_vs_sdk_sse_ratio", 1.0),
         "engine WS < engine SSE": check("ws_vs_sse_ratio", 1.0),
