@@ -229,3 +229,23 @@ def test_cli_prints_base_url_first_and_stops_cleanly_on_signals():
             finally:
                 if proc.poll() is None:
                     proc.kill()
+
+
+async def test_models_list_has_the_openai_shape_and_the_same_auth(emu, session):
+    from openai.types import Model
+
+    async with session.get(emu.base_url + "/models", headers=AUTH) as resp:
+        assert resp.status == 200 and resp.headers["x-request-id"].startswith("req_")
+        listing = await resp.json()
+    assert listing["object"] == "list" and listing["data"]
+    for entry in listing["data"]:
+        assert set(entry) == {"id", "object", "created", "owned_by"} and entry["object"] == "model"
+        Model.model_validate(entry)
+    async with session.get(emu.base_url + "/models/gpt-5-mini", headers=AUTH) as resp:
+        assert resp.status == 200 and (await resp.json())["id"] == "gpt-5-mini"
+    async with session.get(emu.base_url + "/models/gpt-none", headers=AUTH) as resp:
+        assert resp.status == 404 and (await resp.json())["error"]["code"] == "model_not_found"
+    async with session.get(
+        emu.base_url + "/models", headers={"Authorization": "Bearer sk-wrong-key-000000"}
+    ) as resp:
+        assert resp.status == 401 and (await resp.json())["error"]["code"] == "invalid_api_key"

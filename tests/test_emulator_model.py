@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import importlib.util
+import subprocess
+import sys
+
 import pytest
 from markdown_it import MarkdownIt
 
@@ -92,3 +96,27 @@ def test_fault_set_counts_targets_and_phases():
     faults.add(Fault("cap", responses=2))
     assert faults.take("ws", "request", finished_responses=1) is None
     assert faults.take("ws", "request", finished_responses=2).kind == "cap"
+
+
+def test_the_emulator_imports_no_jupyter_and_has_one_sse_encoder():
+    code = (
+        "import sys, ipy_responses_ws.emulator as e, ipy_responses_ws.emulator.__main__;"
+        "print(sorted(m for m in ('IPython', 'ipywidgets', 'ipykernel', 'trustme') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"  # trustme too: it loads only when TLS is asked for
+    assert importlib.util.find_spec("ipy_responses_ws.emulator.sse") is None
+
+
+def test_think_directive_and_giving_back_a_shot():
+    fault, _ = parse_directives(["!fault think 3"])
+    assert fault == Fault("think", seconds=3.0)
+    faults = FaultSet()
+    faults.add(Fault("drop", after=99, count=2))
+    shot = faults.take("ws", "request")
+    faults.give_back(shot)
+    assert [f.count for f in faults.snapshot()] == [2]
+    last = faults.take("ws", "request") and faults.take("ws", "request")
+    assert faults.snapshot() == []
+    faults.give_back(last)  # a used-up fault comes back for one more use
+    assert [(f.kind, f.count) for f in faults.snapshot()] == [("drop", 1)]

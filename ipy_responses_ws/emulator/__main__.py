@@ -1,7 +1,8 @@
 """``python -m ipy_responses_ws.emulator``: serve until SIGINT/SIGTERM.
 
 The first line of stdout is the base URL (``http://127.0.0.1:PORT/v1``), flushed at once, so a parent
-process can read it and point a client there.
+process can read it and point a client there. With ``--tls`` the URL is ``https://`` and the second line
+is the path of the CA certificate (PEM) a client must trust.
 """
 
 from __future__ import annotations
@@ -37,6 +38,19 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--strict-lanes", action="store_true", help="reject a create on a busy lane (gateway mode)"
     )
+    p.add_argument("--tls", action="store_true", help="serve https/wss with a self-signed CA made at start")
+    p.add_argument(
+        "--ping-interval",
+        type=float,
+        default=None,
+        help="send a WS ping every this many seconds (uvicorn: 20; default: no pings)",
+    )
+    p.add_argument(
+        "--ping-timeout",
+        type=float,
+        default=None,
+        help="close a WS with 1011 when a pong is this many seconds late (uvicorn: 20; default: never)",
+    )
     p.add_argument("-v", "--verbose", action="store_true", help="log at DEBUG to stderr")
     return p
 
@@ -49,6 +63,8 @@ async def _serve(emu: Emulator) -> None:
             loop.add_signal_handler(sig, stop.set)
     async with emu.serve():
         print(emu.base_url, flush=True)
+        if emu.ca_path:
+            print(emu.ca_path, flush=True)
         await stop.wait()
 
 
@@ -65,6 +81,9 @@ def main(argv: list[str] | None = None) -> int:
         max_frame_size=args.max_frame_size,
         host=args.host,
         port=args.port,
+        tls=args.tls,
+        ping_interval=args.ping_interval,
+        ping_timeout=args.ping_timeout,
     )
     asyncio.run(_serve(emu))
     return 0
