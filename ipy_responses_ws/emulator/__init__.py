@@ -1,6 +1,7 @@
 """A faithful local emulator of the OpenAI Responses API: WebSocket mode and HTTP SSE on one port.
 
-Imports only aiohttp and the standard library. See docs/emulator.md.
+Imports only aiohttp and the standard library (plus ``trustme`` for ``Emulator(tls=True)``), never Jupyter.
+See docs/emulator.md (features, faults, TLS, keepalive pings, the module layout).
 
     from ipy_responses_ws.emulator import Emulator, Fault, reply_for
 
