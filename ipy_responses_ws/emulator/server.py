@@ -128,9 +128,9 @@ class Emulator(Service):
     @contextlib.asynccontextmanager
     async def serve(self) -> AsyncIterator[Emulator]:
         """Serve on the running loop until the block exits."""
+        self._tls = TlsMaterial(self.host) if self.tls else None  # the CA is made at start
         runner = web.AppRunner(self.make_app(), access_log=None, shutdown_timeout=0.5)
         await runner.setup()
-        self._tls = TlsMaterial(self.host) if self.tls else None
         try:
             site = web.TCPSite(
                 runner, self.host, self.port, ssl_context=self._tls.server_context() if self._tls else None

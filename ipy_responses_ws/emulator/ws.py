@@ -117,9 +117,8 @@ class WsConnection:
                 if msg.type == WSMsgType.TEXT:
                     await self.on_text(msg.data)
                 elif msg.type == WSMsgType.PING:
-                    with contextlib.suppress(ConnectionError, Gone):
-                        async with self.send_lock:
-                            await self.ws.pong(msg.data)
+                    with contextlib.suppress(ConnectionError):
+                        await self.ws.pong(msg.data)  # control frames need no send_lock (no compression)
                 elif msg.type == WSMsgType.PONG:
                     if self.ping_payload is not None and msg.data == self.ping_payload:
                         self.entry.pongs_received += 1
@@ -157,8 +156,7 @@ class WsConnection:
             self.pong.clear()
             self.ping_payload = os.urandom(4)
             try:
-                async with self.send_lock:
-                    await self.ws.ping(self.ping_payload)
+                await self.ws.ping(self.ping_payload)
             except (ConnectionError, RuntimeError):
                 return
             self.entry.pings_sent += 1
