@@ -44,3 +44,13 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
     ):
         report.outcome = "failed"
         report.longrepr = f"browser test skipped in CI: {report.longrepr}"
+    # The same for the LiteLLM gateway tests (``IPY_RWS_REQUIRE_GATEWAY=1``): they skip without the proxy's venv
+    # (tests/gateway/make_venv.sh), which CI builds, so a skip there means the venv could not be built.
+    if (
+        os.environ.get("IPY_RWS_REQUIRE_GATEWAY") == "1"
+        and "gateway" in item.keywords
+        and report.skipped
+        and not hasattr(report, "wasxfail")
+    ):
+        report.outcome = "failed"
+        report.longrepr = f"gateway test skipped in CI: {report.longrepr}"
