@@ -197,14 +197,22 @@ class Chain:
         store: bool,
         same_connection: bool,
         force_full: bool = False,
+        foreign_id: bool = False,
     ) -> TurnPlan:
-        """Decide what this turn sends (table in the module docstring)."""
+        """Decide what this turn sends (table in the module docstring).
+
+        *foreign_id*: the parent id was issued over the other transport by a server whose ids do not cross
+        transports (a gateway that mints its own): resend instead of chaining by it.
+        """
         new_items = list(new_input_items)
         if self.previous_response_id is None:
             return TurnPlan(new_items, None, False, None, transport, store)
         if force_full:
             # The server lost the parent, so it lost the parent's items too: no references to them.
             why = "previous response not found on the server"
+            return self._full(new_items, why, transport, store, references=False)
+        if foreign_id:
+            why = f"this server's {self.last_transport} response ids are not valid over {transport}"
             return self._full(new_items, why, transport, store, references=False)
         unanswered = self.unanswered_calls(new_items)
         if unanswered:

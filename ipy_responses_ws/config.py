@@ -74,6 +74,11 @@ class Settings:
     fallback_to_sse: bool = True
     use_stream_lanes: bool = False
     warmup: bool = False
+    # Retries of a request that failed before any event (429, 408/409, 5xx, connect errors, a dropped connection),
+    # with exponential backoff and jitter, honouring retry-after headers (recovery.py); 0 turns them off.
+    max_retries: int = 2
+    # Add ?model=<the turn's model> to the WebSocket upgrade URL: gateways (LiteLLM's proxy) route the upgrade on it.
+    ws_model_query: bool = True
 
     def __post_init__(self) -> None:
         self._validate()
@@ -107,7 +112,14 @@ class Settings:
         return dataclasses.replace(self, **changes)
 
     def _validate(self) -> None:
-        for name in ("store", "allow_insecure", "fallback_to_sse", "use_stream_lanes", "warmup"):
+        for name in (
+            "store",
+            "allow_insecure",
+            "fallback_to_sse",
+            "use_stream_lanes",
+            "warmup",
+            "ws_model_query",
+        ):
             if not isinstance(getattr(self, name), bool):
                 raise ConfigError(f"{name} must be True or False, not {getattr(self, name)!r}.")
         for name in ("base_url", "api_key", "organization", "project", "instructions"):
@@ -126,6 +138,12 @@ class Settings:
             raise ConfigError(
                 f"heartbeat must be a positive number of seconds or None, not {self.heartbeat!r}."
             )
+        if (
+            not isinstance(self.max_retries, int)
+            or isinstance(self.max_retries, bool)
+            or self.max_retries < 0
+        ):
+            raise ConfigError(f"max_retries must be an integer >= 0, not {self.max_retries!r}.")
         if not isinstance(self.pool_size, int) or isinstance(self.pool_size, bool) or self.pool_size < 1:
             raise ConfigError(f"pool_size must be an integer >= 1, not {self.pool_size!r}.")
         if self.max_output_tokens is not None and (
@@ -292,7 +310,7 @@ def parse_config_value(key: str, text: str) -> Any:
         if low in _BOOL_FALSE:
             return False
         raise ConfigError(f"{key} wants true or false, not {text!r}.")
-    numeric_int = key in ("pool_size", "max_output_tokens")
+    numeric_int = key in ("pool_size", "max_output_tokens", "max_retries")
     numeric_float = isinstance(default, float) or key in ("temperature", "heartbeat")
     try:
         if numeric_int:

@@ -60,6 +60,9 @@ class TurnResult:
     turn: int = 0
     prompt: str = ""
     retried: bool = False
+    retries: int = (
+        0  # waits-and-retries before anything arrived (429, 5xx, connect errors; Settings.max_retries)
+    )
     connection_id: str | None = None
 
     @property

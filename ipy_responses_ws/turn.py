@@ -16,7 +16,7 @@ from typing import Any, Protocol
 
 from .chain import Chain, TurnPlan, output_text
 from .config import Settings
-from .errors import ResponseFailedError, ResponsesError
+from .errors import ConnectionClosedError, ResponseFailedError, ResponsesError
 from .events import Notice, ServerEvent, error_from_event
 from .recovery import Action, decide
 from .results import Recorder, TurnResult
@@ -73,12 +73,15 @@ class WSRefusalMemory:
 
 
 class Transports(Protocol):
-    """What a turn needs from its session: the two transports, the session's choice, the 426 memory."""
+    """What a turn needs from its session: the two transports, the session's choice, the 426 memory, and what
+    it learnt about each server (``ids_cross_transports[base URL] = False`` once a gateway refused an id that
+    the other transport issued)."""
 
     ws: Transport
     sse: Transport
     default: str
     refusals: WSRefusalMemory
+    ids_cross_transports: dict[str, bool]
 
     def warming(self, chain: str) -> asyncio.Task[Any] | None: ...
 
@@ -106,8 +109,18 @@ async def run_turn(
 
     def make_request(info: ConnectionInfo) -> dict[str, Any]:
         same = info.cached_response_id is not None and info.cached_response_id == chain.previous_response_id
+        # A gateway whose ids do not cross transports (learnt from a refusal): resend rather than send a doomed id.
+        foreign = (
+            chain.last_transport not in (None, info.transport)
+            and env.ids_cross_transports.get(_server(settings), True) is False
+        )
         plan = chain.plan(
-            items, transport=info.transport, store=settings.store, same_connection=same, force_full=force_full
+            items,
+            transport=info.transport,
+            store=settings.store,
+            same_connection=same,
+            force_full=force_full,
+            foreign_id=foreign and not force_full,
         )
         plans.append(plan)
         infos.append(info)
@@ -137,23 +150,45 @@ async def run_turn(
         except ResponsesError as exc:
             info = infos[-1] if infos else None
             plan = plans[-1] if plans else None
+            by_id = plan is not None and plan.previous_response_id is not None
             decision = decide(
                 exc,
                 transport=transport,
                 received=rec.received,
                 reused=info is not None and info.reused,
-                by_id=plan is not None and plan.previous_response_id is not None,
+                by_id=by_id,
                 fallback_allowed=settings.fallback_to_sse,
                 tried=tried,
                 retried_fresh=result.retried,
                 reconnected=result.reconnected,
+                retries=result.retries,
+                max_retries=settings.max_retries,
             )
             action = decision.action
             if action is Action.FAIL:
                 raise
             tried.add(action)
+            if action is Action.BACKOFF:
+                result.retries += 1
+                rec(
+                    Notice(
+                        "retry",
+                        {
+                            "reason": decision.reason,
+                            "delay": round(decision.delay, 2),
+                            "attempt": result.retries,
+                            "of": settings.max_retries,
+                        },
+                    )
+                )
+                await asyncio.sleep(decision.delay)  # an interrupt cancels the wait like any other
+                fresh = fresh or isinstance(exc, ConnectionClosedError)
+                continue
             if decision.notice:
                 rec(Notice(decision.notice, {"reason": decision.reason}))
+            if action is Action.RESEND and by_id and chain.last_transport not in (None, transport):
+                # A by-id request across transports was refused: this server's ids do not cross transports.
+                env.ids_cross_transports[_server(settings)] = False
             if action is Action.RETRY:
                 fresh = True
                 if decision.notice == "reconnect":
@@ -190,6 +225,13 @@ async def run_turn(
             result.incomplete_reason = details.get("reason") if isinstance(details, dict) else None
         else:
             result.error = failed_error(terminal, outcome.error_event, outcome.request_id)
+
+
+def _server(settings: Settings) -> str:
+    try:
+        return settings.resolved_base_url()
+    except ResponsesError:
+        return ""
 
 
 def failed_error(

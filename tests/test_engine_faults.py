@@ -12,6 +12,7 @@ import asyncio
 import json
 import time
 from typing import Any
+from urllib.parse import urlsplit
 
 import aiohttp
 import pytest
@@ -149,13 +150,16 @@ def test_fallback_can_be_disabled(emu):
 
 
 @pytest.mark.parametrize("transport", ["ws", "sse"])
-def test_unauthorized_never_falls_back_and_hides_the_key(session, emu, transport):
+def test_unauthorized_everywhere_names_the_key_variable_never_the_key(session, emu, transport):
+    """A WS upgrade refused with 401 is tried once over SSE (a gateway may refuse only the upgrade); refused there
+    too, the turn fails with an authentication error that names OPENAI_API_KEY. Nothing else is retried."""
     since = len(emu.connections)
-    emu.add_fault(Fault("unauthorized"))
+    emu.add_fault(Fault("unauthorized", count=2 if transport == "ws" else 1))
     r = session.respond("hi", transport=transport)
     assert r.status == "failed" and isinstance(r.error, AuthenticationError)
-    assert r.fallback_reason is None
-    assert len(logs_since(emu, since)) == 1  # no SSE attempt after a WS 401
+    expected = [("ws", 401), ("http", 401)] if transport == "ws" else [("http", 401)]
+    assert [(c.transport, c.status) for c in logs_since(emu, since)] == expected
+    assert (r.fallback_reason is not None) == (transport == "ws") and r.retries == 0
     text = f"{r.error} {r.error!r} {r.error.args} {r!r}"
     assert "OPENAI_API_KEY" in text and KEY not in text
 
@@ -190,26 +194,58 @@ def test_connect_error_falls_back_then_fails_clearly():
     ("status", "error_type"),
     [(401, AuthenticationError), (403, AuthenticationError), (429, RateLimitError)],
 )
-def test_handshake_refusal_keeps_status_and_does_not_fall_back(session, emu, status, error_type):
+def test_handshake_refusal_keeps_status_when_nothing_else_may_be_tried(emu, status, error_type):
+    s = new_session(emu, fallback_to_sse=False, max_retries=0)
+    try:
+        since = len(emu.connections)
+        emu.add_fault(Fault("refuse_upgrade", status=status))
+        h = s.start("hello")
+        r, items = collect(h)
+        assert r.status == "failed" and isinstance(r.error, error_type) and r.error.status == status
+        assert r.transport is None and r.fallback_reason is None and not r.retried
+        assert "fallback" not in notice_kinds(items)
+        assert [(c.transport, c.status) for c in emu.connections[since:]] == [("ws", status)]  # no 2nd try
+        assert KEY not in f"{r.error} {r.error!r} {r!r}"
+    finally:
+        s.close()
+        emu.clear_faults()
+
+
+@pytest.mark.parametrize("status", [401, 403])
+def test_an_upgrade_refused_as_unauthorized_is_served_over_sse_when_the_key_works_there(session, emu, status):
+    """LiteLLM's proxy refuses the upgrade (403) without ?model= in some versions while the key works over HTTP:
+    the user gets the answer over SSE, with the reason, not an authentication error."""
     since = len(emu.connections)
     emu.add_fault(Fault("refuse_upgrade", status=status))
     h = session.start("hello")
     r, items = collect(h)
-    assert r.status == "failed" and isinstance(r.error, error_type) and r.error.status == status
-    assert r.transport is None and r.fallback_reason is None and not r.retried
-    assert "fallback" not in notice_kinds(items)
-    assert [(c.transport, c.status) for c in emu.connections[since:]] == [("ws", status)]  # no 2nd try
-    assert KEY not in f"{r.error} {r.error!r} {r!r}"
+    assert r.ok and r.transport == "sse" and r.text == reply_for(["hello"])
+    assert f"HTTP {status}" in r.fallback_reason and "fallback" in notice_kinds(items)
+    assert [(c.transport, c.status) for c in emu.connections[since:]] == [("ws", status), ("http", 200)]
+
+
+def test_a_rate_limited_upgrade_is_retried_after_a_backoff(session, emu):
+    since = len(emu.connections)
+    emu.add_fault(Fault("refuse_upgrade", status=429))
+    t0 = time.monotonic()
+    h = session.start("hello")
+    r, items = collect(h)
+    retry = [i for i in items if isinstance(i, Notice) and i.kind == "retry"]
+    assert r.ok and r.transport == "ws" and r.retries == 1 and r.text == reply_for(["hello"])
+    assert len(retry) == 1 and retry[0].data["attempt"] == 1 and retry[0].data["of"] == 2
+    assert 0.3 <= retry[0].data["delay"] <= 0.5 and time.monotonic() - t0 >= retry[0].data["delay"] - 0.01
+    assert "429" in retry[0].data["reason"]
+    assert [(c.transport, c.status) for c in emu.connections[since:]][:1] == [("ws", 429)]
 
 
 def test_handshake_status_kept_without_fallback_and_named_with_fallback(emu):
     since = len(emu.connections)
-    s = new_session(emu, fallback_to_sse=False)
+    s = new_session(emu, fallback_to_sse=False, max_retries=0)
     try:
         emu.add_fault(Fault("refuse_upgrade", status=503))
         r = s.respond("no fallback")
         assert isinstance(r.error, HandshakeError) and r.error.status == 503
-        assert r.error.url and r.error.url.endswith("/v1/responses") and "503" in str(r.error)
+        assert r.error.url and urlsplit(r.error.url).path.endswith("/v1/responses") and "503" in str(r.error)
         s.configure(fallback_to_sse=True)
         emu.add_fault(Fault("refuse_upgrade", status=503))
         r2 = s.respond("with fallback")
@@ -318,9 +354,11 @@ def test_close_mid_stream(session, emu, transport):
 
 
 @pytest.mark.parametrize("transport", ["ws", "sse"])
-def test_request_error_before_stream(session, emu, transport):
-    emu.add_fault(Fault("error", status=500, transport=transport))
+def test_request_error_before_stream(emu, transport):
+    session = new_session(emu, max_retries=0)
+    emu.add_fault(Fault("error", status=500, transport=transport, count=None))
     r = session.respond("boom", transport=transport)
+    emu.clear_faults()
     assert r.status == "failed" and type(r.error) is APIError
     assert (r.error.status, r.error.code) == (500, "server_error")
     assert r.text == "" and session.chain().turns == 0
@@ -328,14 +366,40 @@ def test_request_error_before_stream(session, emu, transport):
         assert r.error.request_id and r.error.request_id.startswith("req_")
         assert r.error.request_id in str(r.error)
     assert_chain_intact(session, [], transport)
+    session.close()
 
 
 @pytest.mark.parametrize("transport", ["ws", "sse"])
-def test_rate_limit_error(session, emu, transport):
-    emu.add_fault(Fault("error", status=429, transport=transport))
-    r = session.respond("busy", transport=transport)
-    assert isinstance(r.error, RateLimitError) and r.error.retry_after == 1.0
-    assert "Wait 1 s" in str(r.error)
+def test_rate_limit_error_when_retries_run_out(emu, transport):
+    session = new_session(emu, max_retries=1)
+    try:
+        emu.add_fault(Fault("error", status=429, transport=transport, count=2))
+        r = session.respond("busy", transport=transport)
+        assert isinstance(r.error, RateLimitError) and r.error.retry_after == 1.0
+        assert "Wait 1 s" in str(r.error) and r.retries == 1
+    finally:
+        session.close()
+        emu.clear_faults()
+
+
+@pytest.mark.parametrize("transport", ["ws", "sse"])
+@pytest.mark.parametrize("status", [429, 500, 503])
+def test_a_request_refused_before_any_event_is_retried_honouring_retry_after(session, emu, transport, status):
+    """429 and 5xx before anything streamed are retried (Settings.max_retries, default 2), waiting what the
+    server asks (the emulator's 429 says retry-after 1 s) or an exponential backoff; the user sees the wait."""
+    emu.add_fault(Fault("error", status=status, transport=transport))
+    t0 = time.monotonic()
+    h = session.start("busy", transport=transport)
+    r, items = collect(h)
+    took = time.monotonic() - t0
+    retry = [i for i in items if isinstance(i, Notice) and i.kind == "retry"]
+    assert r.ok and r.text == reply_for(["busy"]) and r.retries == 1 and r.transport == transport
+    assert len(retry) == 1 and str(status) in retry[0].data["reason"]
+    if status == 429:
+        assert retry[0].data["delay"] == 1.0 and took >= 1.0
+    else:
+        assert 0.3 <= retry[0].data["delay"] <= 0.5 and took >= retry[0].data["delay"] - 0.01
+    assert session.chain().turns == 1
 
 
 @pytest.mark.parametrize("transport", ["ws", "sse"])
@@ -464,10 +528,16 @@ def test_dead_reused_socket_retried_once_on_fresh_connection(session, emu):
     assert len(logs_since(emu, since, "ws")) == 2
 
 
-def test_fresh_socket_dying_is_not_retried(session, emu):
-    emu.add_fault(Fault("drop", after=0))
-    r = session.respond("one")
-    assert isinstance(r.error, ConnectionClosedError) and not r.error.received_any and not r.retried
+def test_fresh_socket_dying_before_any_event_is_retried_after_a_backoff(emu):
+    with new_session(emu, max_retries=0) as s:
+        emu.add_fault(Fault("drop", after=0))
+        r = s.respond("one")
+        assert isinstance(r.error, ConnectionClosedError) and not r.error.received_any and not r.retried
+    with new_session(emu) as s:
+        emu.add_fault(Fault("drop", after=0))
+        r = s.respond("one")
+        assert r.ok and r.retries == 1 and not r.retried and r.text == reply_for(["one"])
+    emu.clear_faults()
 
 
 def test_no_silent_retry_after_text_was_shown(session, emu):
@@ -545,7 +615,8 @@ def test_error_event_shapes_keep_message_code_param_and_status(session, emu, tra
 # --- §3.4 / row 14: a request-level error frame leaves nothing in flight, so its socket may be kept --------------
 
 
-def test_socket_kept_after_a_request_level_error_carries_no_stale_frames(session, emu):
+def test_socket_kept_after_a_request_level_error_carries_no_stale_frames(emu):
+    session = new_session(emu, max_retries=0)
     first = session.respond("before the error")
     emu.add_fault(Fault("error", status=500, transport="ws"))  # an error frame instead of response.created
     failed = session.respond("refused")
@@ -556,6 +627,7 @@ def test_socket_kept_after_a_request_level_error_carries_no_stale_frames(session
     assert r.ok and r.text == reply_for(["before the error", "after the error"])
     assert [e.sequence_number for e in events] == list(range(len(events)))
     assert r.connection_id == first.connection_id  # no new handshake was needed
+    session.close()
 
 
 def test_the_resend_after_not_found_reuses_the_clean_socket(emu):

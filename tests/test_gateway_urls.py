@@ -58,7 +58,12 @@ def test_a_query_string_reaches_the_server_on_both_transports(emu: Emulator, tra
     assert r.status == "completed", r.error
     assert r.text == reply_for(["through a gateway"]) and r.transport == transport
     seen = emu.connections[before:]
-    assert [(c.path, c.query) for c in seen] == [("/v1/responses", {"api-version": "2025-04-01-preview"})]
+    # Over WS the upgrade also names the model (Settings.ws_model_query): gateways route on it.
+    query = {
+        "api-version": "2025-04-01-preview",
+        **({"model": s.settings.model} if transport == "ws" else {}),
+    }
+    assert [(c.path, c.query) for c in seen] == [("/v1/responses", query)]
 
 
 def test_the_fallback_to_sse_keeps_the_query_string(emu: Emulator) -> None:

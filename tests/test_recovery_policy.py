@@ -56,6 +56,12 @@ def closed(code: int | None = 1006) -> ConnectionClosedError:
     return ConnectionClosedError(code=code, reason="abnormal closure")
 
 
+def on_upgrade(err: ResponsesError) -> ResponsesError:
+    """As the WS transport raises them: marked as refusals of the upgrade, not of a request."""
+    err.phase = "handshake"  # type: ignore[attr-defined]
+    return err
+
+
 def refused(status: int) -> HandshakeError:
     return HandshakeError(status=status, url=URL, body="nope")
 
@@ -77,9 +83,9 @@ ERRORS: dict[str, Any] = {
     "handshake_500": lambda: refused(500),
     "handshake_502": lambda: refused(502),
     "handshake_503": lambda: refused(503),
-    "upgrade_401": lambda: AuthenticationError("rejected on the handshake", status=401),
-    "upgrade_403": lambda: AuthenticationError("rejected on the handshake", status=403),
-    "upgrade_429": lambda: RateLimitError("rate limited on the handshake", status=429),
+    "upgrade_401": lambda: on_upgrade(AuthenticationError("rejected on the handshake", status=401)),
+    "upgrade_403": lambda: on_upgrade(AuthenticationError("rejected on the handshake", status=403)),
+    "upgrade_429": lambda: on_upgrade(RateLimitError("rate limited on the handshake", status=429)),
     "handshake_401": lambda: refused(401),
     "handshake_403": lambda: refused(403),
     "handshake_429": lambda: refused(429),
@@ -366,13 +372,21 @@ def test_fallback_does_not_depend_on_the_connection_or_chain(reused: bool, by_id
     assert ws(refused(503), reused=reused, by_id=by_id).action is Action.FALLBACK
 
 
-@pytest.mark.parametrize(
-    "name", ["upgrade_401", "upgrade_403", "upgrade_429", "handshake_401", "handshake_403", "handshake_429"]
-)
-def test_an_auth_or_rate_limit_refusal_never_falls_back(name: str) -> None:
-    # SSE would send the same key to the same server: the user must fix the key or wait, not see a second try.
+@pytest.mark.parametrize("name", ["upgrade_429", "handshake_401", "handshake_403", "handshake_429"])
+def test_a_rate_limit_or_a_raw_auth_refusal_never_falls_back(name: str) -> None:
+    # SSE would meet the same limit: the user must wait (or, with retries, the turn waits), not see a second try.
     for reused, by_id in itertools.product([False, True], repeat=2):
         assert_fail(ws(ERRORS[name](), reused=reused, by_id=by_id, fallback_allowed=True))
+
+
+@pytest.mark.parametrize("name", ["upgrade_401", "upgrade_403"])
+def test_an_upgrade_refused_as_unauthorized_is_tried_once_over_sse(name: str) -> None:
+    # A gateway may refuse the upgrade (LiteLLM without ?model=) while the same key works over HTTP.
+    for reused, by_id in itertools.product([False, True], repeat=2):
+        d = ws(ERRORS[name](), reused=reused, by_id=by_id, fallback_allowed=True)
+        assert d.action is Action.FALLBACK and d.notice == "fallback" and "trying SSE" in d.reason
+        assert_fail(ws(ERRORS[name](), reused=reused, by_id=by_id, fallback_allowed=False))
+        assert_fail(ws(ERRORS[name](), by_id=by_id, tried={Action.FALLBACK}))
 
 
 def test_a_connect_timeout_fails() -> None:
@@ -496,3 +510,109 @@ def test_decisions_are_immutable_values() -> None:
     with pytest.raises(dataclasses.FrozenInstanceError):
         decision.action = Action.FAIL  # type: ignore[misc]
     assert Decision(Action.FAIL) == Decision(Action.FAIL, "", None, False)
+
+
+# --- retries with backoff (max_retries) ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: api_error_from_status(429, code="rate_limit_exceeded"),
+        lambda: api_error_from_status(500, code="server_error"),
+        lambda: api_error_from_status(503),
+        lambda: api_error_from_status(408),
+        lambda: api_error_from_status(409),
+        lambda: ConnectionClosedError(code=1006, reason="dropped"),
+        connect_failed,
+        lambda: refused(502),
+    ],
+    ids=["429", "500", "503", "408", "409", "dropped", "connect", "upgrade_502"],
+)
+@pytest.mark.parametrize("transport", ["ws", "sse"])
+def test_transient_failures_back_off_while_retries_are_left(make: Any, transport: str) -> None:
+    kw: dict[str, Any] = {"fallback_allowed": False, "max_retries": 2, "rand": 0.0}
+    first = ws(make(), transport=transport, retries=0, **kw)
+    second = ws(make(), transport=transport, retries=1, **kw)
+    assert first.action is second.action is Action.BACKOFF and first.notice == "retry" and first.reason
+    assert (first.delay, second.delay) == (0.5, 1.0)  # 0.5 s doubling, no jitter at rand=0
+    assert_fail(ws(make(), transport=transport, retries=2, **kw))  # used up
+    assert_fail(ws(make(), transport=transport, received=True, **kw))  # never after an event
+
+
+def test_the_backoff_has_jitter_and_a_ceiling() -> None:
+    err = api_error_from_status(500)
+    delays = [decide(err, transport="sse", received=False, reused=False, by_id=False, fallback_allowed=False,
+                     retries=n, max_retries=10, rand=1.0).delay for n in range(8)]  # fmt: skip
+    assert delays[0] == 0.375 and delays[-1] == 6.0  # 25 % jitter off 0.5 s and off the 8 s ceiling
+
+
+@pytest.mark.parametrize(
+    ("headers", "delay"),
+    [
+        ({"retry-after-ms": "250"}, 0.25),
+        ({"retry-after": "3"}, 3.0),
+        ({"x-ratelimit-remaining-requests": "0", "x-ratelimit-reset-requests": "1.5s"}, 1.5),
+        ({"x-ratelimit-remaining-tokens": "0", "x-ratelimit-reset-tokens": "6m0s"}, 60.0 * 6),
+        ({"retry-after": "120"}, None),  # past MAX_RETRY_AFTER: our own backoff instead
+    ],
+)
+def test_the_server_says_how_long_to_wait(headers: dict[str, str], delay: float | None) -> None:
+    err = APIError("busy", status=503, headers=headers)
+    d = sse(err, max_retries=2, rand=0.0)
+    assert d.action is Action.BACKOFF
+    expected = delay if delay is not None and delay <= 60 else 0.5
+    assert d.delay == expected
+
+
+def test_an_http_date_retry_after_is_read() -> None:
+    import email.utils
+    import time
+
+    from ipy_responses_ws.recovery import parse_retry_after
+
+    when = email.utils.formatdate(time.time() + 5, usegmt=True)
+    assert 3.0 <= (parse_retry_after({"Retry-After": when}) or 0) <= 5.0
+
+
+@pytest.mark.parametrize("code", [1003, 1007, 1008, 1009, 1010])
+def test_a_close_that_refuses_the_request_is_not_retried(code: int) -> None:
+    assert_fail(ws(ConnectionClosedError(code=code, reason="no"), max_retries=2))
+
+
+def test_no_quota_is_never_retried() -> None:
+    assert_fail(sse(api_error_from_status(429, code="insufficient_quota"), max_retries=2))
+
+
+@pytest.mark.parametrize("status", [404, 426])
+def test_an_upgrade_refusal_that_will_not_change_is_not_retried(status: int) -> None:
+    assert_fail(ws(refused(status), fallback_allowed=False, max_retries=2))
+
+
+# --- gateways that refuse a foreign previous_response_id ------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: api_error_from_status(403, message="response id was not issued by this proxy"),
+        lambda: api_error_from_status(404, message="Response not found"),
+        lambda: api_error_from_status(400, message="bad", code="invalid_value", param="previous_response_id"),
+        lambda: api_error_from_status(400, message="Invalid previous_response_id 'x'"),
+    ],
+    ids=["403", "404", "400_param", "400_message"],
+)
+@pytest.mark.parametrize("transport", ["ws", "sse"])
+def test_a_refused_parent_id_resends_once_and_is_not_a_key_error(make: Any, transport: str) -> None:
+    d = ws(make(), transport=transport, by_id=True)
+    assert (
+        d.action is Action.RESEND and d.notice == "resend" and "refused the previous response id" in d.reason
+    )
+    assert_fail(ws(make(), transport=transport, by_id=True, tried={Action.RESEND}))
+    assert ws(make(), transport=transport, by_id=False).action is not Action.RESEND
+
+
+def test_a_400_about_something_else_is_not_a_refused_parent() -> None:
+    assert_fail(
+        sse(api_error_from_status(400, message="bad", code="invalid_value", param="input"), by_id=True)
+    )

@@ -96,12 +96,17 @@ def _flows(
     return [
         {"name": "ok", "base_url": emu.base_url},
         {"name": "wrong key (401)", "base_url": other.base_url, "expect": AuthenticationError},
-        {"name": "unauthorized fault", "base_url": emu.base_url, "fault": Fault(kind="unauthorized")},
+        # count=2: the WS upgrade's 401 is tried once over SSE; refused there too, it is an authentication error.
+        {
+            "name": "unauthorized fault",
+            "base_url": emu.base_url,
+            "fault": Fault(kind="unauthorized", count=2),
+        },
         {
             "name": "handshake refused, no fallback",
             "base_url": emu.base_url,
             "fault": Fault(kind="refuse_upgrade", status=503),
-            "settings": {"fallback_to_sse": False},
+            "settings": {"fallback_to_sse": False, "max_retries": 0},
             "ws_expect": HandshakeError,
         },
         {
@@ -274,7 +279,7 @@ def test_no_notebook_flow_leaks_the_key_on_iopub(emu: Emulator, other_emu: Emula
             "%%respond -o failed_turn\nplease fail\n!fault failed after=3",
             "%%respond -o stalled\nstall\n!fault stall after=4 seconds=1",  # with idle_timeout below
             "%responses close",  # fresh connections, so the upgrade faults below can strike
-            Fault(kind="unauthorized", transport="ws"),
+            Fault(kind="unauthorized", count=2),  # the upgrade, then the SSE try
             "%%respond -o fault_401\nunauthorized by fault",
             Fault(kind="refuse_upgrade", status=503),
             "%%respond -o refused\nrefused handshake, falls back to SSE",
@@ -455,7 +460,7 @@ def test_gateway_secrets_never_leak_in_process(emu: Emulator, transport: str) ->
             ("refused connection", {"base_url": _dead_base_url() + GATEWAY_QUERY}, ResponsesError),
             (
                 "handshake refused, no fallback",
-                {"base_url": emu.base_url + GATEWAY_QUERY, "fallback_to_sse": False},
+                {"base_url": emu.base_url + GATEWAY_QUERY, "fallback_to_sse": False, "max_retries": 0},
                 HandshakeError if transport == "ws" else None,
             ),
             ("headers echoed (401)", {"base_url": echo.base_url + GATEWAY_QUERY}, AuthenticationError),

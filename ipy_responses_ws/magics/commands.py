@@ -69,13 +69,22 @@ class ResponsesMagics(Magics):
         config=True
     )
     first_event_timeout = Float(
-        _DEFAULTS["first_event_timeout"], help="Seconds to wait for the first event."
+        _DEFAULTS["first_event_timeout"], help="Seconds from the request to the first output (covers thinking)."
     ).tag(config=True)
     idle_timeout = Float(_DEFAULTS["idle_timeout"], help="Seconds allowed between two events.").tag(
         config=True
     )
     max_connection_age = Float(
         _DEFAULTS["max_connection_age"], help="Rotate WebSocket connections after this many seconds."
+    ).tag(config=True)
+    max_retries = Int(
+        _DEFAULTS["max_retries"], help="Retries of a request refused before any event (429, 5xx, connect errors)."
+    ).tag(config=True)
+    ws_model_query = Bool(
+        _DEFAULTS["ws_model_query"], help="Add ?model=... to the WebSocket upgrade URL (gateways route on it)."
+    ).tag(config=True)
+    ca_file = Unicode(
+        None, allow_none=True, help="A PEM file of CA certificates to trust (default: SSL_CERT_FILE)."
     ).tag(config=True)
     base_url = Unicode(None, allow_none=True, help="API base URL (default: OPENAI_BASE_URL or OpenAI).").tag(
         config=True

@@ -27,6 +27,9 @@ CONFIG_KEYS = (
     "first_event_timeout",
     "idle_timeout",
     "max_connection_age",
+    "max_retries",
+    "ws_model_query",
+    "ca_file",
     "base_url",
 )
 

@@ -28,6 +28,7 @@ import ssl
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from ..errors import ConfigError
 
@@ -93,9 +94,22 @@ def ws_target(settings: Settings) -> tuple[str, dict[str, str], int]:
     pool whether an idle connection was opened for other settings (base URL, key, extra headers) and must go.
     """
     url = settings.ws_url()
+    if settings.ws_model_query:
+        url = with_model_query(url, settings.model)
     settings.check_secure(url)
     headers = settings.auth_headers()
     return url, headers, hash((url, tuple(sorted(headers.items())), settings.resolved_ca_file()))
+
+
+def with_model_query(url: str, model: str) -> str:
+    """*url* with ``model=<model>`` in its query (kept if the base URL already names one). Gateways route the
+    upgrade on it (LiteLLM's proxy refuses an upgrade without it in some versions; livekit's client sends it);
+    the model is then part of the connection's identity, so a turn for another model gets its own socket."""
+    parts = urlsplit(url)
+    query = parse_qsl(parts.query, keep_blank_values=True)
+    if any(k == "model" for k, _ in query):
+        return url
+    return urlunsplit(parts._replace(query=urlencode([*query, ("model", model)])))
 
 
 @functools.lru_cache(maxsize=8)

@@ -350,15 +350,20 @@ async def open_websocket(
 
 
 def _handshake_error(status: int, url: str, message: str) -> ResponsesError:
-    """401/403 → AuthenticationError (never fall back); 429 → RateLimitError; else HandshakeError."""
+    """401/403 → AuthenticationError; 429 → RateLimitError; else HandshakeError; each marked ``phase="handshake"``
+    so the recovery policy can tell a refused upgrade (SSE may still work) from a refused request."""
     # No "(HTTP nnn)" in the messages: APIError.__str__ appends the status from the field.
+    err: ResponsesError
     if status in (401, 403):
-        return AuthenticationError(
+        err = AuthenticationError(
             "The server rejected the API key on the WebSocket handshake.", status=status
         )
-    if status == 429:
-        return RateLimitError("Rate limited on the WebSocket handshake.", status=429)
-    return HandshakeError(status=status, url=url, body=message or None)
+    elif status == 429:
+        err = RateLimitError("Rate limited on the WebSocket handshake.", status=429)
+    else:
+        err = HandshakeError(status=status, url=url, body=message or None)
+    err.phase = "handshake"  # type: ignore[attr-defined]
+    return err
 
 
 async def close_ws(conn: WSConnection) -> None:
