@@ -26,13 +26,15 @@ from ipywidgets.widgets.widget_string import HTMLStyle
 from .blocks import BlockFreezer
 from .bundle import final_bundle
 from .markdown import render_markdown
-from .pacing import CoalescingClock, PacedClock
+from .pacing import CoalescingClock, PacedClock, TextRate, adaptive_interval
 from .view_state import TurnState
 
 __all__ = [
     "CHUNK_OVERHEAD",
     "INTERVAL",
+    "LONGEST_INTERVAL",
     "MAX_TAIL",
+    "PACE_KNEE",
     "PAGE_SIZE",
     "STATUS_INTERVAL",
     "ResponseView",
@@ -51,10 +53,17 @@ PAGE_SIZE = 12
 CHUNK_OVERHEAD = 2000
 #: Longest live text (Markdown characters) before its last block is split even mid-block.
 MAX_TAIL = 2048
-# The slowest redraw rate the view may have while text arrives is 10 a second (DESIGN.md §5); every redraw
-# pays one envelope, so redrawing more often only adds traffic. 10% below 0.1 s leaves room for the first
-# and last partial intervals of a stream; the pacing clock keeps late redraws from lowering the rate.
+# At a model's pace the view redraws 10+ times a second (DESIGN.md §5); every redraw pays one envelope, so
+# redrawing more often only adds traffic. 10% below 0.1 s leaves room for the first and last partial
+# intervals of a stream; the pacing clock keeps late redraws from lowering the rate.
 INTERVAL = 0.09
+# Adaptive pacing. Text arriving faster than PACE_KNEE characters a second (~750 tokens/s: a 90 ms redraw
+# would add ~300 characters, ~50 words, more than anyone reads at a glance) is redrawn less often: the
+# interval grows in proportion to the rate, INTERVAL * rate / PACE_KNEE, up to LONGEST_INTERVAL (3+ redraws
+# a second). At 2,500 tokens/s (~10.8 KB/s) each redraw then carries ~3 KB of new text, more than the ~2 KB
+# a new widget costs, so every redraw opens one widget and no text is sent twice. docs/live-view.md.
+PACE_KNEE = 3200.0
+LONGEST_INTERVAL = 0.3
 # The status line's numbers (elapsed, tokens/s) are redrawn this often; a new state or note at once.
 STATUS_INTERVAL = 1.0
 
@@ -123,8 +132,9 @@ class ResponseView:
     """The live view of one ``%%respond`` turn.
 
     Feed events with :meth:`handle` (cheap, no widget writes), call :meth:`flush` often (it writes at most
-    once per ``interval``), then :meth:`finish` with the ``TurnResult``. :meth:`final_bundle` gives the
-    plain display bundle that replaces the view, and :meth:`close` frees every widget.
+    once per redraw interval, which adapts to how fast text arrives), then :meth:`finish` with the
+    ``TurnResult``. :meth:`final_bundle` gives the plain display bundle that replaces the view, and
+    :meth:`close` frees every widget.
     """
 
     def __init__(
@@ -135,6 +145,8 @@ class ResponseView:
         background: bool = False,
         on_stop: Callable[[], Any] | None = None,
         interval: float = INTERVAL,
+        longest_interval: float = LONGEST_INTERVAL,
+        pace_knee: float = PACE_KNEE,
         status_interval: float = STATUS_INTERVAL,
         max_tail: int | None = None,
         clock: Callable[[], float] = time.monotonic,
@@ -146,6 +158,10 @@ class ResponseView:
             freezer=BlockFreezer(min_chunk=1, max_tail=MAX_TAIL if max_tail is None else max_tail),
         )
         self._clock = PacedClock(interval, clock=clock)
+        self._now = clock
+        self._base_interval, self._longest_interval, self._pace_knee = interval, longest_interval, pace_knee
+        self._rate = TextRate()
+        self._received = 0  # answer characters handed to the view so far
         self._status_clock = CoalescingClock(status_interval, clock=clock)
         self._lock = threading.Lock()  # guards handle()/flush() when a Stop click races the writer
         self._on_stop = on_stop
@@ -224,7 +240,9 @@ class ResponseView:
     def handle(self, item: Any) -> str:
         """Fold one event/notice into the view's state (no widget writes); return the text it added."""
         with self._lock:
-            return self.state.apply(item)
+            added = self.state.apply(item)
+            self._received += len(added)
+            return added
 
     def due(self) -> bool:
         """True when the next :meth:`flush` would redraw the answer (interval passed, or first text)."""
@@ -233,9 +251,10 @@ class ResponseView:
     def flush(self, *, force: bool = False) -> bool:
         """Write pending changes to the widgets if an update is due (or ``force``). True if it wrote.
 
-        The answer is redrawn at most once per ``interval``, except its first text, which is drawn at once
-        (the time to first visible text is what a user feels). The status line has its own clock, so a
-        status change never delays the answer.
+        The answer is redrawn at most once per ``interval`` (90 ms at a model's pace; longer, up to
+        ``longest_interval``, while text comes faster than ``pace_knee`` characters a second), except its
+        first text, which is drawn at once (the time to first visible text is what a user feels). The
+        status line has its own clock, so a status change never delays the answer.
         """
         if self.closed:
             return False
@@ -248,8 +267,16 @@ class ResponseView:
                 wrote |= self._write_extras()
                 if wrote:
                     self._clock.mark()
+                    self._pace()
             wrote |= self._write_status(force=force)
             return wrote
+
+    def _pace(self) -> None:
+        """Set the next redraw interval from the rate at which answer text arrives (adaptive pacing)."""
+        rate = self._rate.observe(self._now(), self._received)
+        self._clock.interval = adaptive_interval(
+            rate, base=self._base_interval, knee=self._pace_knee, longest=self._longest_interval
+        )
 
     def _first_text_pending(self) -> bool:
         """True while no visible answer text has been drawn yet but some has arrived.

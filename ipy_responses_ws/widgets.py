@@ -5,12 +5,23 @@
 
 from __future__ import annotations
 
-from .live_view import CHUNK_OVERHEAD, INTERVAL, PAGE_SIZE, STATUS_INTERVAL, ResponseView, close_widgets
+from .live_view import (
+    CHUNK_OVERHEAD,
+    INTERVAL,
+    LONGEST_INTERVAL,
+    PACE_KNEE,
+    PAGE_SIZE,
+    STATUS_INTERVAL,
+    ResponseView,
+    close_widgets,
+)
 from .panel import ControlPanel, TransportToggle, status_html
 
 __all__ = [
     "CHUNK_OVERHEAD",
     "INTERVAL",
+    "LONGEST_INTERVAL",
+    "PACE_KNEE",
     "PAGE_SIZE",
     "STATUS_INTERVAL",
     "ControlPanel",

@@ -7,6 +7,7 @@ from types import SimpleNamespace
 
 import pytest
 
+from ipy_responses_ws.pacing import TextRate, adaptive_interval
 from ipy_responses_ws.render import (
     BlockFreezer,
     CoalescingClock,
@@ -220,6 +221,33 @@ def test_coalescing_clock_allows_one_update_per_interval() -> None:
     assert not clock.due() and clock.remaining() == pytest.approx(0.03)
     now[0] += 0.031
     assert clock.due()
+
+
+def test_text_rate_reads_a_steady_stream_and_lets_a_burst_fade() -> None:
+    rate = TextRate(tau=0.5)
+    assert rate.observe(10.0, 0) == 0.0  # the first call only sets the origin
+    total, now = 0, 10.0
+    for step in (0.09, 0.3, 0.05, 0.3, 0.2) * 6:  # irregular calls, 3,000 characters a second
+        now += step
+        total += round(3_000 * step)
+        rate.observe(now, total)
+    assert rate.rate == pytest.approx(3_000, rel=0.02)  # not biased by how often it is called
+    now += 0.001
+    burst = rate.observe(now, total + 2_000)  # 2,000 characters at once
+    assert burst == pytest.approx(3_000 + 2_000 / 0.5, rel=0.05)
+    now += 1.5  # then silence: the burst fades
+    assert rate.observe(now, total + 2_000) < 500
+
+
+def test_adaptive_interval_keeps_the_base_at_reading_speed_and_grows_to_a_cap() -> None:
+    def pace(rate: float) -> float:
+        return adaptive_interval(rate, base=0.09, knee=3_200, longest=0.3)
+
+    assert pace(0) == pace(800) == pace(3_200) == 0.09  # a model's pace: 10+ redraws a second
+    assert pace(6_400) == pytest.approx(0.18)  # in proportion to the rate above the knee
+    assert pace(10_800) == pace(1e9) == 0.3  # never slower than ~3 redraws a second
+    rates = [100.0 * i for i in range(400)]
+    assert all(pace(a) <= pace(b) for a, b in zip(rates, rates[1:], strict=False))
 
 
 def test_format_seconds() -> None:
