@@ -318,9 +318,10 @@ class APIError(ResponsesError):
 
     def __str__(self) -> str:
         bits = []
-        if self.status is not None:
+        # Each fact once: gateways put the status in the code too ("400") or the message ("HTTP 400").
+        if self.status is not None and f"HTTP {self.status}" not in self.message:
             bits.append(f"HTTP {self.status}")
-        if self.code:
+        if self.code and str(self.code) != str(self.status):
             bits.append(str(self.code))
         if self.param:
             bits.append(f"param={self.param}")

@@ -145,3 +145,13 @@ def test_raise_and_catch_by_base():
         raise E.ResponseFailedError("quota", code="insufficient_quota", response_id="resp_1")
     assert info.value.response_id == "resp_1"
     assert "insufficient_quota" in str(info.value)
+
+
+def test_an_error_says_its_status_once() -> None:
+    """LiteLLM sends the status as the code too; our own default message names it: neither is repeated."""
+    gateway = api_error_from_status(400, message="Invalid model", code="400")
+    assert str(gateway).count("400") == 1 and "(HTTP 400)" in str(gateway)
+    plain = api_error_from_status(502)
+    assert str(plain).count("502") == 1
+    real = api_error_from_status(400, message="bad value", code="invalid_value", param="input")
+    assert "(HTTP 400, invalid_value, param=input)" in str(real)
