@@ -102,13 +102,28 @@ def footer_text(result: Any) -> str:
         parts.append(usage_line)
     if getattr(result, "resent_transcript", False):
         parts.append("transcript resent")
+    retries = getattr(result, "retries", 0)
+    if retries:
+        parts.append(f"retried {retries}×")
     rid = getattr(result, "response_id", None)
     if rid:
-        parts.append(rid)
+        parts.append(short_id(rid))
     if status != "completed":
         # DESIGN.md §4: the chain advances only on response.completed.
         parts.append("not added to the conversation")
     return " · ".join(parts)
+
+
+#: Ids longer than this are shortened in status lines (the full id stays in the result, ``-o`` and the bundle's
+#: metadata). OpenAI's are ~50 characters; a gateway's (LiteLLM over HTTP) ~470.
+SHORT_ID = 24
+
+
+def short_id(rid: str) -> str:
+    """``resp_0a1b2c3d…e6f7`` for a long id; short ids unchanged."""
+    if len(rid) <= SHORT_ID:
+        return rid
+    return f"{rid[:14]}…{rid[-6:]}"
 
 
 def error_text(result: Any) -> str:

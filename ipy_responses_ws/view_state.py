@@ -12,7 +12,7 @@ from typing import Any
 
 from .blocks import BlockFreezer
 from .events import TERMINAL_TYPES
-from .status_text import format_seconds, format_usage, tokens_per_second
+from .status_text import format_seconds, format_usage, short_id, tokens_per_second
 
 __all__ = ["STATES", "TERMINAL_EVENT_TYPES", "TurnState"]
 
@@ -152,6 +152,13 @@ class TurnState:
             self.fallback_reason = str(data.get("reason") or "WebSocket unavailable")
             self.transport = "sse"
             self.notes.append(f"fell back to SSE: {self.fallback_reason}")
+        elif kind == "retry" and data.get("delay") is not None:
+            # A backoff: shown while it waits ("retrying in 1.2 s: 429 rate limited"), then kept as a note.
+            self.state = (
+                f"retrying in {format_seconds(float(data['delay']))}: {data.get('reason') or 'refused'}"
+            )
+            attempt = f" {data['attempt']}/{data['of']}" if data.get("attempt") and data.get("of") else ""
+            self.notes.append(f"retry{attempt} after {data.get('reason') or 'a refusal'}")
         elif kind == "retry":
             self.notes.append(f"retried on a fresh connection ({data.get('reason') or 'connection lost'})")
         elif kind == "resend":
@@ -254,7 +261,7 @@ class TurnState:
         if usage:
             parts.append(usage)
         if self.response_id:
-            parts.append(self.response_id)
+            parts.append(short_id(self.response_id))
         return parts
 
     def status_line(self) -> str:
