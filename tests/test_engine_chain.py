@@ -13,6 +13,8 @@ import time
 from typing import Any
 
 import pytest
+from engine_helpers import collect, notice_kinds, wait_for
+from engine_helpers import new_session as _new_session
 
 from ipy_responses_ws.emulator import Emulator, Fault, reply_for
 from ipy_responses_ws.events import Notice, ServerEvent
@@ -38,8 +40,8 @@ def slow_emu():
         yield e
 
 
-def new_session(emu, **kw):
-    return ResponsesSession(base_url=emu.base_url, api_key=KEY, model="gpt-test", **kw)
+def new_session(emu: Emulator, **kw: Any) -> ResponsesSession:
+    return _new_session(emu, KEY, **kw)
 
 
 @pytest.fixture
@@ -49,24 +51,6 @@ def session(emu):
     yield s
     s.close()
     emu.clear_faults()
-
-
-def wait_for(pred, timeout=3.0):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if pred():
-            return True
-        time.sleep(0.02)
-    return pred()
-
-
-def collect(handle):
-    items = list(handle.events())
-    return handle.result(timeout=10), items
-
-
-def notice_kinds(items):
-    return [i.kind for i in items if isinstance(i, Notice)]
 
 
 def frames_since(emu: Emulator, since: int) -> list[dict[str, Any]]:

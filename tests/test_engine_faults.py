@@ -17,6 +17,8 @@ from urllib.parse import urlsplit
 import aiohttp
 import pytest
 from aiohttp import web
+from engine_helpers import collect, notice_kinds, scripted_no_delta_answer, wait_for
+from engine_helpers import new_session as _new_session
 
 from ipy_responses_ws.emulator import Emulator, Fault, reply_for
 from ipy_responses_ws.errors import (
@@ -43,10 +45,7 @@ def emu():
 
 
 def new_session(emu: Emulator, **kw: Any) -> ResponsesSession:
-    kw.setdefault("connect_timeout", 5.0)
-    kw.setdefault("first_event_timeout", 5.0)
-    kw.setdefault("idle_timeout", 5.0)
-    return ResponsesSession(base_url=emu.base_url, api_key=KEY, model="gpt-test", **kw)
+    return _new_session(emu, KEY, **kw)
 
 
 @pytest.fixture
@@ -60,24 +59,6 @@ def session(emu):
 
 def logs_since(emu, since, transport=None):
     return [c for c in emu.connections[since:] if transport is None or c.transport == transport]
-
-
-def wait_for(pred, timeout=3.0):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if pred():
-            return True
-        time.sleep(0.02)
-    return pred()
-
-
-def collect(handle):
-    items = list(handle.events())
-    return handle.result(timeout=10), items
-
-
-def notice_kinds(items: list[Any]) -> list[str]:
-    return [i.kind for i in items if isinstance(i, Notice)]
 
 
 def frames_since(emu: Emulator, since: int) -> list[dict[str, Any]]:
@@ -677,41 +658,12 @@ def test_incomplete_never_hangs_and_is_never_the_base(emu, transport, cause):
 # (Once a bug, fixed in 51a9362: over WS the turn waited out idle_timeout; now mapped by status.)
 
 
-def _scripted_no_delta_answer(rid: str, text: str) -> list[dict[str, Any]]:
-    msg = {
-        "id": f"msg_{rid[5:]}",
-        "type": "message",
-        "status": "completed",
-        "role": "assistant",
-        "content": [{"type": "output_text", "annotations": [], "logprobs": [], "text": text}],
-    }
-    base = {
-        "id": rid,
-        "object": "response",
-        "created_at": 1,
-        "model": "gpt-test",
-        "status": "in_progress",
-        "output": [],
-        "store": True,
-        "parallel_tool_calls": True,
-        "tool_choice": "auto",
-        "tools": [],
-    }
-    done = dict(base, status="completed", output=[msg])
-    return [
-        {"type": "response.created", "response": base},
-        {"type": "response.output_item.added", "output_index": 0, "item": dict(msg, content=[])},
-        {"type": "response.output_item.done", "output_index": 0, "item": msg},
-        {"type": "response.completed", "response": done},
-    ]
-
-
 @pytest.mark.parametrize("transport", ["ws", "sse"])
 def test_v1_response_done_ends_the_turn_promptly(emu, transport):
     s = new_session(emu, idle_timeout=60.0)  # waiting for more frames would show as > 8 s
     try:
         rid = f"resp_v1done{transport}0123456789abcdef"
-        events = _scripted_no_delta_answer(rid, "Answer ended by the v1 terminal.")
+        events = scripted_no_delta_answer(rid, "Answer ended by the v1 terminal.")
         events[-1] = dict(events[-1], type="response.done")
         emu.add_script(events, transport="ws" if transport == "ws" else "sse")
         r = s.start("v1 server", transport=transport).result(timeout=8)
@@ -728,7 +680,7 @@ def test_v1_response_done_ends_the_turn_promptly(emu, transport):
 def _inline_events(text: str) -> list[dict[str, Any]]:
     return [
         {**e, "sequence_number": i}
-        for i, e in enumerate(_scripted_no_delta_answer("resp_inline0123456789", text))
+        for i, e in enumerate(scripted_no_delta_answer("resp_inline0123456789", text))
     ]
 
 

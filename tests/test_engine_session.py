@@ -14,6 +14,7 @@ import threading
 import time
 
 import pytest
+from engine_helpers import wait_for
 
 from ipy_responses_ws.emulator import Emulator, reply_for
 from ipy_responses_ws.events import Notice, ServerEvent
@@ -94,15 +95,6 @@ def overlap_recorder():
 
 def ws_logs(emu, since):
     return [c for c in emu.connections[since:] if c.transport == "ws"]
-
-
-def wait_for(pred, timeout=3.0):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if pred():
-            return True
-        time.sleep(0.02)
-    return pred()
 
 
 @pytest.mark.parametrize("transport", ["ws", "sse"])

@@ -14,12 +14,12 @@ from __future__ import annotations
 import contextlib
 import itertools
 import json
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from aiohttp import web
+from engine_helpers import wait_for
 from inline_server import serve
 
 from ipy_responses_ws import ResponsesSession
@@ -103,15 +103,6 @@ def test_a_stray_frame_after_the_terminal_is_never_the_next_answer(kind: str, la
 
 
 # --- §3.4 / rows 14, 15: a cancelled exchange discards its socket; stale frames are never read -----------
-
-
-def wait_for(pred: Callable[[], bool], timeout: float = 3.0) -> bool:
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if pred():
-            return True
-        time.sleep(0.02)
-    return pred()
 
 
 def test_no_stale_frames_after_cancel_even_when_the_pool_is_full() -> None:

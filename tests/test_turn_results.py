@@ -12,6 +12,8 @@ import json
 from typing import Any
 
 import pytest
+from engine_helpers import collect, notice_kinds, scripted_no_delta_answer
+from engine_helpers import new_session as _new_session
 
 from ipy_responses_ws.emulator import Emulator, Fault, reply_for
 from ipy_responses_ws.events import Notice, ServerEvent
@@ -39,10 +41,7 @@ def emu():
 
 
 def new_session(emu: Emulator, **kw: Any) -> ResponsesSession:
-    kw.setdefault("connect_timeout", 5.0)
-    kw.setdefault("first_event_timeout", 5.0)
-    kw.setdefault("idle_timeout", 5.0)
-    return ResponsesSession(base_url=emu.base_url, api_key=KEY, model="gpt-test", **kw)
+    return _new_session(emu, KEY, **kw)
 
 
 @pytest.fixture
@@ -54,52 +53,14 @@ def session(emu):
     emu.clear_faults()
 
 
-def collect(handle) -> tuple[Any, list[Any]]:
-    items = list(handle.events())
-    return handle.result(timeout=10), items
-
-
-def notice_kinds(items: list[Any]) -> list[str]:
-    return [i.kind for i in items if isinstance(i, Notice)]
-
-
 # --- row 38: the final text comes from the completed response when no deltas came -----------------------
-
-
-def _scripted_no_delta_answer(rid: str, text: str) -> list[dict[str, Any]]:
-    msg = {
-        "id": f"msg_{rid[5:]}",
-        "type": "message",
-        "status": "completed",
-        "role": "assistant",
-        "content": [{"type": "output_text", "annotations": [], "logprobs": [], "text": text}],
-    }
-    base = {
-        "id": rid,
-        "object": "response",
-        "created_at": 1,
-        "model": "gpt-test",
-        "status": "in_progress",
-        "output": [],
-        "store": True,
-        "parallel_tool_calls": True,
-        "tool_choice": "auto",
-        "tools": [],
-    }
-    done = dict(base, status="completed", output=[msg])
-    return [
-        {"type": "response.created", "response": base},
-        {"type": "response.output_item.added", "output_index": 0, "item": dict(msg, content=[])},
-        {"type": "response.output_item.done", "output_index": 0, "item": msg},
-        {"type": "response.completed", "response": done},
-    ]
 
 
 @pytest.mark.parametrize("transport", ["ws", "sse"])
 def test_final_text_from_completed_response_without_deltas(session, emu, transport):
     rid = f"resp_nodelta{transport}0123456789"
     text = "The whole answer arrived only in the completed response."
-    emu.add_script(_scripted_no_delta_answer(rid, text), transport="ws" if transport == "ws" else "sse")
+    emu.add_script(scripted_no_delta_answer(rid, text), transport="ws" if transport == "ws" else "sse")
     h = session.start("scripted question", transport=transport)
     r, items = collect(h)
     assert not [i for i in items if isinstance(i, ServerEvent) and i.delta]
