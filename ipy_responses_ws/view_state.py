@@ -12,6 +12,7 @@ from typing import Any
 
 from .blocks import BlockFreezer
 from .events import TERMINAL_TYPES
+from .redact import redact
 from .status_text import format_seconds, format_usage, short_id, tokens_per_second
 
 __all__ = ["STATES", "TERMINAL_EVENT_TYPES", "TurnState"]
@@ -110,12 +111,12 @@ class TurnState:
             self.state = _FINAL_STATE.get(resp.get("status") or etype.rsplit(".", 1)[1], "done")
             err = resp.get("error")
             if isinstance(err, dict) and err.get("message"):
-                self.error = str(err["message"])
+                self.error = redact(str(err["message"]))  # server text may echo a key or a gateway's secret
             self.ended_at = self._clock()
         elif etype == "error":
             inner = data.get("error")
             src = inner if isinstance(inner, dict) else data
-            self.error = str(src.get("message") or src.get("code") or "The server sent an error.")
+            self.error = redact(str(src.get("message") or src.get("code") or "The server sent an error."))
         else:
             return ""
         self.version += 1

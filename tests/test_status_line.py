@@ -34,3 +34,17 @@ def test_long_ids_are_shortened_where_shown_and_kept_whole_where_stored() -> Non
     bundle, metadata = final_bundle(result)
     assert GATEWAY_ID not in bundle["text/markdown"]  # the footer shows the short form
     assert GATEWAY_ID in str(metadata)  # the full id stays in the saved output's metadata
+
+
+def test_server_error_text_in_the_live_view_is_redacted() -> None:
+    """The live view shows a failed response's message before the engine's (redacted) error replaces it."""
+    from ipy_responses_ws.events import ServerEvent
+    from ipy_responses_ws.redact import register_secret
+
+    secret = "sk-gateway-canary-7a7a7a7a7a7a"
+    register_secret(secret)
+    state = TurnState()
+    state.apply(ServerEvent("error", {"type": "error", "error": {"message": f"bad key {secret}"}}))
+    failed = {"id": "resp_1", "status": "failed", "error": {"message": f"echo: Bearer {secret}"}}
+    state.apply(ServerEvent("response.failed", {"type": "response.failed", "response": failed}))
+    assert secret not in (state.error or "") and secret not in state.status_line()
