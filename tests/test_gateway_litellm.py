@@ -18,7 +18,7 @@ from typing import Any
 
 import aiohttp
 import pytest
-from gateway_fixtures import PING_INTERVAL, PING_TIMEOUT, LiteLLMProxy, litellm_proxy  # noqa: F401
+from gateway_fixtures import MODEL, PING_INTERVAL, PING_TIMEOUT, LiteLLMProxy, litellm_proxy  # noqa: F401
 from kernel_helpers import Execution, Kernel, all_text
 
 from ipy_responses_ws import ResponsesSession
@@ -86,6 +86,8 @@ def test_a_chain_goes_by_id_and_every_answer_quotes_the_conversation(
         assert r.text == reply_for(prompts[:n])
         assert r.transport == transport and not r.resent_transcript and not r.fallback_reason
     assert handshakes == (1 if transport == "ws" else 0)
+    if transport == "ws":  # the model is on the upgrade URL: LiteLLM 1.88 refuses the upgrade without it
+        assert f'"WebSocket /v1/responses?model={MODEL}" [accepted]' in gw.log()
     # Upstream: each turn went by the previous response's id, with only the new message (nothing resent).
     requests = [q for c in upstream(gw, mark) for q in c.requests]
     assert [q["previous_response_id"] for q in requests] == [None, *(q["response_id"] for q in requests[:-1])]
