@@ -11,6 +11,8 @@ import dataclasses
 import functools
 import ipaddress
 import os
+import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -18,13 +20,16 @@ from urllib.parse import urlsplit, urlunsplit
 from .errors import ConfigError, InsecureTransportError, MissingAPIKeyError
 from .redact import MASK, redact_url, register_secret, secret_query_values
 
-__all__ = ["Settings", "parse_config_value", "DEFAULT_BASE_URL", "is_loopback_host"]
+__all__ = ["Settings", "parse_config_value", "DEFAULT_BASE_URL", "expand_env", "is_loopback_host"]
 
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
 
 _TRANSPORTS = ("ws", "sse")
 _EFFORTS = ("none", "minimal", "low", "medium", "high", "xhigh")
 _SUMMARIES = ("auto", "concise", "detailed")
+_AUTH_STYLES = ("bearer", "api-key", "none")
+# $NAME or ${NAME} in a header value; $$ is a literal dollar.
+_ENV_REF_RE = re.compile(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)\}|\$([A-Za-z_][A-Za-z0-9_]*)")
 
 
 @functools.lru_cache(maxsize=64)  # checked on every turn; ipaddress parsing showed up in the profile
@@ -79,6 +84,14 @@ class Settings:
     max_retries: int = 2
     # Add ?model=<the turn's model> to the WebSocket upgrade URL: gateways (LiteLLM's proxy) route the upgrade on it.
     ws_model_query: bool = True
+    # The endpoint profile (profiles.py): its name (shown in the status line and footer), the variable holding
+    # its key, how the key is sent (bearer | api-key | none) and a bearer-token callable (Azure Entra ID),
+    # called for every connection and request, never stored, never in a repr. A ResponsesSession applies a
+    # profile's fields; here ``profile`` is only a name.
+    profile: str | None = None
+    api_key_env: str = "OPENAI_API_KEY"
+    auth: str = "bearer"
+    token_provider: Callable[[], str] | None = field(default=None, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         self._validate()
@@ -122,10 +135,19 @@ class Settings:
         ):
             if not isinstance(getattr(self, name), bool):
                 raise ConfigError(f"{name} must be True or False, not {getattr(self, name)!r}.")
-        for name in ("base_url", "api_key", "organization", "project", "instructions"):
+        for name in ("base_url", "api_key", "organization", "project", "instructions", "profile"):
             value = getattr(self, name)
             if value is not None and not isinstance(value, str):
                 raise ConfigError(f"{name} must be a string or None, not {type(value).__name__}.")
+        if self.auth not in _AUTH_STYLES:
+            raise ConfigError(f"auth must be one of {', '.join(_AUTH_STYLES)}, not {self.auth!r}.")
+        if not isinstance(self.api_key_env, str) or not self.api_key_env.isidentifier():
+            raise ConfigError(
+                "api_key_env wants the NAME of the environment variable that holds the key (like "
+                "OPENAI_API_KEY), never the key itself."
+            )
+        if self.token_provider is not None and not callable(self.token_provider):
+            raise ConfigError("token_provider must be a callable that returns a bearer token.")
         if self.transport not in _TRANSPORTS:
             raise ConfigError(f"transport must be 'ws' or 'sse', not {self.transport!r}.")
         for name in ("connect_timeout", "first_event_timeout", "idle_timeout", "max_connection_age"):
@@ -182,13 +204,38 @@ class Settings:
         return url.rstrip("/")
 
     def resolved_api_key(self) -> str:
-        """``api_key``, else ``OPENAI_API_KEY`` (read now). Registers it for redaction."""
-        key = self.api_key or os.environ.get("OPENAI_API_KEY") or ""
+        """``api_key``, else the ``api_key_env`` variable (``OPENAI_API_KEY``; read now). Registers it for
+        redaction. A missing key raises :class:`MissingAPIKeyError` naming the variable (and the profile)."""
+        key = self.api_key or os.environ.get(self.api_key_env) or ""
         key = key.strip()
         if not key:
-            raise MissingAPIKeyError()
+            raise MissingAPIKeyError(variable=self.api_key_env, profile=self.profile)
         register_secret(key)
         return key
+
+    def require_credentials(self) -> None:
+        """Raise :class:`MissingAPIKeyError` now if a turn could not authenticate (a cheap check before a view is
+        shown: it reads the key variable but never calls ``token_provider``)."""
+        if self.auth != "none" and self.token_provider is None:
+            self.resolved_api_key()
+
+    def bearer_token(self) -> str:
+        """A fresh token from ``token_provider`` (called now; like openai-python's ``azure_ad_token_provider``).
+        Registered for redaction, never stored."""
+        assert self.token_provider is not None
+        try:
+            token = self.token_provider()
+        except Exception as exc:
+            raise ConfigError(
+                f"The token_provider{f' of profile {self.profile!r}' if self.profile else ''} failed: "
+                f"{type(exc).__name__}: {exc}",
+                hint="Check the credential it uses (for Entra ID: `az login`, or the managed identity).",
+            ) from None
+        if not isinstance(token, str) or not token.strip():
+            raise ConfigError("token_provider must return a non-empty string (a bearer token).")
+        token = token.strip()
+        register_secret(token)
+        return token
 
     def resolved_ca_file(self) -> str | None:
         """``ca_file``, else ``SSL_CERT_FILE`` (read now), else None (the system's trust store)."""
@@ -226,13 +273,26 @@ class Settings:
             raise InsecureTransportError(url=f"{parts.scheme}://{parts.netloc}")
 
     def auth_headers(self) -> dict[str, str]:
-        """Headers for both transports: Authorization, optional organization/project, extras."""
-        headers = {"Authorization": f"Bearer {self.resolved_api_key()}"}
+        """Headers for both transports: the credential, optional organization/project, extras.
+
+        The credential as openai-python's ``AzureOpenAI`` sends it: a ``token_provider`` token as
+        ``Authorization: Bearer`` (it wins); else the key as ``Authorization: Bearer`` (``auth="bearer"``) or as
+        ``api-key`` (``auth="api-key"``, Azure); nothing for ``auth="none"``. Extra header values may name
+        variables (``$GATEWAY_KEY``), read now (profiles.expand_env).
+        """
+        headers: dict[str, str] = {}
+        if self.token_provider is not None:
+            headers["Authorization"] = f"Bearer {self.bearer_token()}"
+        elif self.auth == "api-key":
+            headers["api-key"] = self.resolved_api_key()
+        elif self.auth == "bearer":
+            headers["Authorization"] = f"Bearer {self.resolved_api_key()}"
         if self.organization:
             headers["OpenAI-Organization"] = self.organization
         if self.project:
             headers["OpenAI-Project"] = self.project
         for name, value in self.extra_headers:
+            value = expand_env(value, profile=self.profile)
             register_secret(value)  # Azure's `api-key`, a gateway's `x-api-key`: never echoed in an error
             headers[name] = value
         return headers
@@ -250,6 +310,32 @@ class Settings:
                 value = tuple((name, MASK) for name, _ in value)
             shown.append(f"{f.name}={value!r}")
         return f"{type(self).__name__}({', '.join(shown)})"
+
+
+def expand_env(value: str, *, profile: str | None = None) -> str:
+    """A header value with ``$NAME`` / ``${NAME}`` replaced by the variable's value (read now); ``$$`` is ``$``.
+
+    A variable that is not set raises :class:`MissingAPIKeyError` naming it (its value is a credential, or
+    the request would go out without one).
+    """
+    if "$" not in value:
+        return value
+
+    def sub(m: re.Match[str]) -> str:
+        if m.group(0) == "$$":
+            return "$"
+        var = m.group(1) or m.group(2)
+        got = os.environ.get(var)
+        if got is None or not got.strip():
+            raise MissingAPIKeyError(
+                f"A request header names ${var}, which is not set"
+                + (f" (endpoint profile {profile!r})." if profile else "."),
+                variable=var,
+                profile=profile,
+            )
+        return got.strip()
+
+    return _ENV_REF_RE.sub(sub, value)
 
 
 def _check_base_url(url: str) -> None:
@@ -290,6 +376,11 @@ def parse_config_value(key: str, text: str) -> Any:
                 "Set OPENAI_API_KEY in the environment before starting Jupyter, or run "
                 "`os.environ['OPENAI_API_KEY'] = getpass.getpass('API key: ')`."
             ),
+        )
+    if key == "token_provider":
+        raise ConfigError(
+            "token_provider is a Python callable and cannot be typed into %responses config.",
+            hint="Pass it in Python: ResponsesSession(profile='azure', token_provider=provider).",
         )
     text = text.strip()
     default = fields[key].default

@@ -4,7 +4,7 @@
 
     ResponsesError                       root; .hint says what to do; str() = what happened + hint
     ├── ConfigError                      bad settings / arguments
-    │   ├── MissingAPIKeyError           OPENAI_API_KEY unset
+    │   ├── MissingAPIKeyError           the key's variable (OPENAI_API_KEY, a profile's) unset
     │   └── InsecureTransportError       key over ws:// or http:// to a non-loopback host
     ├── TransportError                   the connection itself failed
     │   ├── ConnectError                 TCP/TLS/DNS failure (.url)
@@ -138,18 +138,40 @@ class ConfigError(ResponsesError):
 
 
 class MissingAPIKeyError(ConfigError):
-    """No API key was given and OPENAI_API_KEY is not set."""
+    """No API key was given and the key's environment variable (``OPENAI_API_KEY``, or the endpoint profile's
+    ``key_env``) is not set. ``.variable`` names it, ``.profile`` names the profile (never a value)."""
 
-    default_hint = (
-        "Set OPENAI_API_KEY in the environment before starting Jupyter, or in the notebook with "
-        "`import os, getpass; os.environ['OPENAI_API_KEY'] = getpass.getpass('API key: ')` "
-        "(not `%env`, which prints the key into the saved notebook). "
-        "To try the package offline, start the local emulator: `python -m ipy_responses_ws.emulator` and set "
-        "OPENAI_BASE_URL to the URL it prints."
-    )
+    def __init__(
+        self,
+        message: str = "",
+        *,
+        variable: str = "OPENAI_API_KEY",
+        profile: str | None = None,
+        hint: str | None = None,
+    ) -> None:
+        self.variable = variable
+        self.profile = profile
+        super().__init__(message, hint=hint)
+
+    @property
+    def default_hint(self) -> str:  # type: ignore[override]
+        var = getattr(self, "variable", "OPENAI_API_KEY")
+        hint = (
+            f"Set {var} in the environment before starting Jupyter, or in the notebook with "
+            f"`import os, getpass; os.environ['{var}'] = getpass.getpass('API key: ')` "
+            "(not `%env`, which prints the key into the saved notebook)."
+        )
+        if var == "OPENAI_API_KEY" and not getattr(self, "profile", None):
+            hint += (
+                " To try the package offline, start the local emulator: `python -m ipy_responses_ws.emulator` "
+                "and set OPENAI_BASE_URL to the URL it prints."
+            )
+        return hint
 
     def _default_message(self) -> str:
-        return "No OpenAI API key: OPENAI_API_KEY is not set and no api_key was given."
+        if self.profile:
+            return f"No API key for the {self.profile!r} endpoint profile: {self.variable} is not set."
+        return f"No OpenAI API key: {self.variable} is not set and no api_key was given."
 
 
 class InsecureTransportError(ConfigError):

@@ -64,6 +64,7 @@ class TurnResult:
         0  # waits-and-retries before anything arrived (429, 5xx, connect errors; Settings.max_retries)
     )
     connection_id: str | None = None
+    profile: str | None = None  # the endpoint profile that served it (profiles.py), None without one
 
     @property
     def ok(self) -> bool:

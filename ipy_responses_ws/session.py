@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import dataclasses
 import logging
 import threading
 import time
@@ -27,6 +28,7 @@ from typing import Any
 from .chain import Chain, user_message
 from .config import Settings
 from .errors import ConfigError, PoolClosedError, ResponsesError, strip_tracebacks
+from .profiles import Profile, apply_profile, profile_table
 from .results import Recorder, TurnHandle, TurnResult, safe_call
 from .runtime import Runtime, get_runtime
 from .turn import WS_426_MEMORY, TurnSpec, WSRefusalMemory, run_turn
@@ -39,9 +41,30 @@ log = logging.getLogger(__name__)
 class ResponsesSession:
     """Settings, chains and transports for streaming Responses API turns (see module docstring)."""
 
-    def __init__(self, settings: Settings | None = None, **overrides: Any) -> None:
+    def __init__(
+        self,
+        settings: Settings | None = None,
+        *,
+        profiles: Mapping[str, Any] | None = None,
+        **overrides: Any,
+    ) -> None:
+        """``ResponsesSession(profile="xai")`` sends every turn through that endpoint profile (profiles.py);
+        ``profiles={"gw": {"base_url": ..., "key_env": "GW_KEY"}}`` adds or changes profiles;
+        ``token_provider=fn`` (with ``profile="azure"``) authenticates with Entra ID bearer tokens."""
         base = settings if settings is not None else Settings.from_env()
+        token_provider = overrides.pop("token_provider", None)
         self._settings = base.with_changes(**overrides) if overrides else base
+        self._profiles: dict[str, Profile] = profile_table(profiles)
+        if token_provider is not None and self._settings.profile is None:
+            self._settings = self._settings.with_changes(token_provider=token_provider)
+        elif token_provider is not None:
+            # A callable given to the session is for its own profile (Azure's Entra ID), not for every profile.
+            name = self._settings.profile
+            self._profiles[name] = dataclasses.replace(
+                self._profiles_get(name), token_provider=token_provider
+            )
+        # an unknown default profile fails here, not at the first turn
+        self._profiles_get(self._settings.profile)
         self._transport = self._settings.transport
         self._runtime: Runtime = get_runtime()
         from .transports.pool import WSPool
@@ -68,10 +91,42 @@ class ResponsesSession:
 
     @property
     def settings(self) -> Settings:
-        return self._settings
+        """The settings a turn uses when it names no profile (the default profile's fields applied)."""
+        return self.settings_for(None)
+
+    @property
+    def profiles(self) -> dict[str, Profile]:
+        """The endpoint profiles by name (built-in ones and the user's)."""
+        return dict(self._profiles)
+
+    @profiles.setter
+    def profiles(self, user: Mapping[str, Any] | None) -> None:
+        table = profile_table(user)  # validated before anything changes
+        if self._settings.profile and self._settings.profile not in table:
+            raise ConfigError(f"The default profile {self._settings.profile!r} would no longer exist.")
+        self._profiles = table
+
+    def _profiles_get(self, name: str | None) -> Profile:
+        try:
+            return self._profiles[name or "openai"]
+        except KeyError:
+            raise ConfigError(
+                f"Unknown endpoint profile {name!r}.",
+                hint=f"Profiles: {', '.join(sorted(self._profiles))}. Define one with "
+                f"`%responses config profile.{name}.base_url=https://...` or ResponsesSession(profiles=...).",
+            ) from None
+
+    def settings_for(self, profile: str | None = None) -> Settings:
+        """The settings for a turn through *profile* (None: the session's default profile, if any)."""
+        name = profile or self._settings.profile
+        if name is None:
+            return self._settings
+        return apply_profile(self._settings, self._profiles_get(name))
 
     def configure(self, **changes: Any) -> Settings:
         """Replace the settings with a validated copy (applies from the next turn)."""
+        if changes.get("profile"):
+            self._profiles_get(changes["profile"])
         self._settings = self._settings.with_changes(**changes)
         if "transport" in changes:
             self.transport = self._settings.transport
@@ -141,6 +196,7 @@ class ResponsesSession:
         temperature: float | None = None,
         reasoning_effort: str | None = None,
         reasoning_summary: str | None = None,
+        profile: str | None = None,
         tools: list[dict[str, Any]] | None = None,
         tool_outputs: Mapping[str, str] | Sequence[tuple[str, str]] | None = None,
         on_event: Callable[[Any], Any] | None = None,
@@ -148,7 +204,8 @@ class ResponsesSession:
     ) -> TurnHandle:
         """Start a turn and return at once; read it with the handle (or ``on_event`` on the loop thread).
 
-        ``tool_outputs`` (``{call_id: output}``) answers the function calls of the chain's last turn: they go
+        ``profile`` sends this turn through that endpoint profile (its base URL, key variable, auth style,
+        headers and model; the other arguments still win). ``tool_outputs`` (``{call_id: output}``) answers the function calls of the chain's last turn: they go
         first, as ``function_call_output`` items, followed by the prompt if it is not empty.
 
         With ``on_event`` the events go to the callback only: the handle's ``get()``/``events()`` see just
@@ -172,7 +229,8 @@ class ResponsesSession:
             reasoning_summary=reasoning_summary,
         )
         overrides = {k: v for k, v in local.items() if v is not None}
-        settings = self._settings.with_changes(**overrides) if overrides else self._settings  # validates now
+        settings = self.settings_for(profile)  # an unknown profile, a missing endpoint: refused now
+        settings = settings.with_changes(**overrides) if overrides else settings  # validates now
         self.chain(chain)
         items = [
             {"type": "function_call_output", "call_id": str(call_id), "output": str(output)}
@@ -244,7 +302,7 @@ class ResponsesSession:
         Returns the warm-up response id (or None when not waiting). Failures are logged, never raised:
         the next real turn connects (and falls back) on its own.
         """
-        settings = self._settings
+        settings = self.settings
         request: dict[str, Any] = {"model": settings.model, "store": settings.store, "input": []}
         if settings.instructions:
             request["instructions"] = settings.instructions
@@ -382,6 +440,7 @@ class ResponsesSession:
         handle._started = True
         rec = Recorder(handle, spec.on_event)
         result = TurnResult(chain=spec.chain, prompt=spec.prompt, model=settings.model)
+        result.profile = settings.profile
         try:
             async with self._lock(spec.chain):
                 await run_turn(spec, settings, self.chain(spec.chain), rec, result, self)

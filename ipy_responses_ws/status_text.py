@@ -87,6 +87,9 @@ def footer_text(result: Any) -> str:
         elif getattr(result, "reconnected", False):
             badge += " (reconnected)"
         parts.append(badge)
+    profile = getattr(result, "profile", None)
+    if profile:  # the endpoint profile (-p NAME), so cells comparing providers say which answered
+        parts.append(profile)
     ttft = getattr(result, "ttft", None)
     if ttft is not None:
         parts.append(f"ttft {format_seconds(ttft)}")

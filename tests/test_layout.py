@@ -21,6 +21,7 @@ LAYER = {
     "redact": CORE,
     "errors": CORE,
     "config": CORE,
+    "profiles": CORE,
     "events": CORE,
     "sse": CORE,
     "stream": CORE,

@@ -165,6 +165,12 @@ class Service:
         token = token.strip()
         if scheme.lower() == "bearer" and hmac.compare_digest(token.encode(), self._api_key.encode()):
             return None
+        # Azure OpenAI's style: the key alone in an `api-key` header (openai-python's AzureOpenAI sends it so).
+        azure_key = request.headers.get("api-key", "").strip()
+        if azure_key and not token:
+            if hmac.compare_digest(azure_key.encode(), self._api_key.encode()):
+                return None
+            token = azure_key
         if not token:
             message = (
                 "You didn't provide an API key. You need to provide your API key in an Authorization header "

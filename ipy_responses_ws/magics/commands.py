@@ -16,11 +16,18 @@ from typing import Any
 from IPython.core.error import UsageError
 from IPython.core.magic import Magics, cell_magic, line_magic, magics_class
 from IPython.core.magic_arguments import argument, magic_arguments, parse_argstring
-from traitlets import Bool, CaselessStrEnum, Float, Int, Unicode, observe
+from traitlets import Bool, CaselessStrEnum, Dict, Float, Int, Unicode, observe
 
 from ..config import Settings
 from ..errors import ConfigError
-from .control import CONFIG_KEYS, parse_config_pairs, print_history, print_status, setting_text
+from .control import (
+    CONFIG_KEYS,
+    parse_config_pairs,
+    parse_profile_pairs,
+    print_history,
+    print_status,
+    setting_text,
+)
 from .holder import SessionHolder
 from .prompt import interpolate
 from .turns import check_api_key, run_background, run_foreground, run_terminal
@@ -69,7 +76,8 @@ class ResponsesMagics(Magics):
         config=True
     )
     first_event_timeout = Float(
-        _DEFAULTS["first_event_timeout"], help="Seconds from the request to the first output (covers thinking)."
+        _DEFAULTS["first_event_timeout"],
+        help="Seconds from the request to the first output (covers thinking).",
     ).tag(config=True)
     idle_timeout = Float(_DEFAULTS["idle_timeout"], help="Seconds allowed between two events.").tag(
         config=True
@@ -78,10 +86,12 @@ class ResponsesMagics(Magics):
         _DEFAULTS["max_connection_age"], help="Rotate WebSocket connections after this many seconds."
     ).tag(config=True)
     max_retries = Int(
-        _DEFAULTS["max_retries"], help="Retries of a request refused before any event (429, 5xx, connect errors)."
+        _DEFAULTS["max_retries"],
+        help="Retries of a request refused before any event (429, 5xx, connect errors).",
     ).tag(config=True)
     ws_model_query = Bool(
-        _DEFAULTS["ws_model_query"], help="Add ?model=... to the WebSocket upgrade URL (gateways route on it)."
+        _DEFAULTS["ws_model_query"],
+        help="Add ?model=... to the WebSocket upgrade URL (gateways route on it).",
     ).tag(config=True)
     ca_file = Unicode(
         None, allow_none=True, help="A PEM file of CA certificates to trust (default: SSL_CERT_FILE)."
@@ -89,6 +99,17 @@ class ResponsesMagics(Magics):
     base_url = Unicode(None, allow_none=True, help="API base URL (default: OPENAI_BASE_URL or OpenAI).").tag(
         config=True
     )
+    profile = Unicode(
+        None,
+        allow_none=True,
+        help="Endpoint profile for cells without -p (openai, azure, xai or one of `profiles`); "
+        "None: base_url / OPENAI_BASE_URL with OPENAI_API_KEY.",
+    ).tag(config=True)
+    profiles = Dict(
+        help="Endpoint profiles by name: {'gw': {'base_url': 'https://gw.example/v1', 'key_env': 'GW_KEY', "
+        "'auth': 'bearer', 'headers': {'x-team': '$TEAM_ID'}, 'model': '...'}}. Keys are never values here: "
+        "key_env and $VAR header values name environment variables. Built in: openai, azure, xai.",
+    ).tag(config=True)
     default_chain = Unicode("default", help="Chain used when a cell gives no -c/--chain.").tag(config=True)
     view = CaselessStrEnum(
         ("auto", "widgets", "text"),
@@ -110,8 +131,10 @@ class ResponsesMagics(Magics):
     # -- settings <-> session ------------------------------------------------------------------------------
 
     def settings_overrides(self) -> dict[str, Any]:
-        """The trait values as ``Settings`` keyword arguments."""
-        return {name: getattr(self, name) for name in CONFIG_KEYS}
+        """The trait values as ``Settings`` keyword arguments (plus ``profiles``, the session's profile table)."""
+        overrides = {name: getattr(self, name) for name in CONFIG_KEYS}
+        overrides["profiles"] = dict(self.profiles)
+        return overrides
 
     @property
     def session(self) -> Any:
@@ -127,7 +150,7 @@ class ResponsesMagics(Magics):
             finally:
                 self._syncing = False
 
-    @observe(*CONFIG_KEYS)
+    @observe(*CONFIG_KEYS, "profiles")
     def _trait_changed(self, change: dict[str, Any]) -> None:
         if self._syncing:
             return
@@ -137,6 +160,8 @@ class ResponsesMagics(Magics):
         try:
             if change["name"] == "transport":
                 session.transport = change["new"]
+            elif change["name"] == "profiles":
+                session.profiles = change["new"]
             else:
                 session.configure(**{change["name"]: change["new"]})
         except ConfigError as exc:
@@ -145,6 +170,12 @@ class ResponsesMagics(Magics):
     # -- %%respond -------------------------------------------------------------------------------------------
 
     @magic_arguments()
+    @argument(
+        "-p",
+        "--profile",
+        metavar="NAME",
+        help="Endpoint profile for this cell: openai, azure, xai or your own (%%responses config shows them).",
+    )
     @argument("-m", "--model", help="Model for this cell (default: %%config ResponsesMagics.model).")
     @argument("-t", "--transport", choices=_TRANSPORTS, help="Transport for this cell only: ws or sse.")
     @argument(
@@ -188,6 +219,13 @@ class ResponsesMagics(Magics):
 
             %%respond --background -c side
             Write a limerick about sockets.
+
+            %%respond -p xai
+            The same question, answered by xAI (its key from XAI_API_KEY).
+
+        ``-p NAME`` sends the cell through an endpoint profile (base URL, key variable, auth style, headers,
+        model); without ``-c``, each profile other than the default keeps its own conversation (named after
+        the profile), so cells comparing providers do not continue each other.
         """
         args = parse_argstring(self.respond, line)
         prompt = cell if args.raw else interpolate(cell, self.shell.user_ns if self.shell else {})
@@ -199,10 +237,11 @@ class ResponsesMagics(Magics):
             raise UsageError("--max-output-tokens must be a positive number of tokens.")
         if args.temperature is not None and not 0.0 <= args.temperature <= 2.0:
             raise UsageError("--temperature must be between 0 and 2.")
-        check_api_key(self.session)
-        chain = args.chain or self.default_chain
+        check_api_key(self.session, args.profile)
+        chain = args.chain or self._chain_for(args.profile)
         self._last_chain = chain
         request: dict[str, Any] = dict(
+            profile=args.profile,
             chain=chain,
             new=args.new,
             transport=args.transport,
@@ -217,6 +256,13 @@ class ResponsesMagics(Magics):
         text_view = self.view == "text" or (self.view == "auto" and not _has_widget_frontend(self.shell))
         run = run_terminal if text_view else run_background if args.background else run_foreground
         run(self.session, prompt, request, functools.partial(self._store, args.out))
+
+    def _chain_for(self, profile: str | None) -> str:
+        """The conversation a cell continues without ``-c``: the default one, or the profile's own for a
+        profile other than the default (one server's response ids mean nothing to another)."""
+        if profile is None or profile == (self.session.settings.profile or "openai"):
+            return self.default_chain
+        return profile
 
     def _store(self, name: str | None, result: Any) -> None:
         self.holder.last_result = result
@@ -243,7 +289,12 @@ class ResponsesMagics(Magics):
                                                 (keys: model, transport, store, instructions,
                                                 max_output_tokens, temperature, reasoning_effort,
                                                 reasoning_summary, connect_timeout, first_event_timeout,
-                                                idle_timeout, max_connection_age, base_url)
+                                                idle_timeout, max_connection_age, base_url, profile)
+                                                and endpoint profiles: ``profile.NAME.FIELD=value``
+                                                (fields: base_url, resource, key_env, auth, headers,
+                                                model), e.g. ``profile.gw.base_url=https://gw/v1
+                                                profile.gw.key_env=GW_KEY``; ``profile=gw`` makes it the
+                                                default
         ``%responses stop``                     stop every response still streaming (background cells)
         ``%responses close``                    close the connections (the conversation is kept)
         """
@@ -304,12 +355,40 @@ class ResponsesMagics(Magics):
         print(f"transport = {self.session.transport} (from the next cell)")
 
     def _config(self, values: list[str]) -> None:
+        session = self.session
         if not values:
-            settings = self.session.settings
+            settings = session.settings
             for key in CONFIG_KEYS:
                 print(setting_text(key, getattr(settings, key)))
+            for profile in session.profiles.values():
+                print(profile.describe())
             return
-        changes = parse_config_pairs(values, self.session.settings)  # all validated before any change
+        profile_values = [v for v in values if v.strip().startswith("profile.")]
+        others = [v for v in values if v not in profile_values]
+        # Everything is validated before anything changes: the profile table first, then the settings
+        # (which may name a profile defined on the same line).
+        profiles = parse_profile_pairs(profile_values, self.profiles) if profile_values else None
+        table = None
+        if profiles is not None:
+            from ..profiles import profile_table
+
+            try:
+                table = profile_table(profiles)
+            except ConfigError as exc:
+                raise UsageError(str(exc)) from None
+        changes = parse_config_pairs(others, session.settings)
+        if changes.get("profile") and changes["profile"] not in (table or session.profiles):
+            names = ", ".join(sorted(table or session.profiles))
+            raise UsageError(
+                f"Unknown endpoint profile {changes['profile']!r}. Profiles: {names}; define one with "
+                f"profile.{changes['profile']}.base_url=https://..."
+            )
+        if profiles is not None:
+            self.profiles = profiles  # the trait observer updates the session's table
+            assert table is not None
+            for name in dict.fromkeys(v.strip().split(".")[1] for v in profile_values):
+                print(table[name].describe())
         for key, value in changes.items():
             setattr(self, key, value)  # the trait observer configures the session
-        print(", ".join(setting_text(k, v) for k, v in changes.items()))
+        if changes:
+            print(", ".join(setting_text(k, v) for k, v in changes.items()))

@@ -11,7 +11,14 @@ from ..config import parse_config_value
 from ..errors import ConfigError
 from ..redact import redact_url
 
-__all__ = ["CONFIG_KEYS", "parse_config_pairs", "print_history", "print_status", "setting_text"]
+__all__ = [
+    "CONFIG_KEYS",
+    "parse_config_pairs",
+    "parse_profile_pairs",
+    "print_history",
+    "print_status",
+    "setting_text",
+]
 
 # Settings that `%responses config` and the traitlets expose (the key is never one of them).
 CONFIG_KEYS = (
@@ -31,6 +38,7 @@ CONFIG_KEYS = (
     "ws_model_query",
     "ca_file",
     "base_url",
+    "profile",
 )
 
 
@@ -53,6 +61,33 @@ def parse_config_pairs(values: list[str], settings: Any) -> dict[str, Any]:
     except ConfigError as exc:
         raise UsageError(str(exc)) from None
     return changes
+
+
+def parse_profile_pairs(values: list[str], current: Mapping[str, Any]) -> dict[str, Any]:
+    """``profile.NAME.FIELD=value`` words applied to a copy of the ``profiles`` trait (user definitions only;
+    the caller validates the result with :func:`~ipy_responses_ws.profiles.profile_table`)."""
+    from ..profiles import PROFILE_FIELDS, parse_profile_field
+
+    profiles = {name: dict(spec) if isinstance(spec, Mapping) else spec for name, spec in current.items()}
+    for pair in values:
+        key, sep, text = pair.partition("=")
+        parts = key.strip().split(".")
+        if not sep or len(parts) != 3 or not parts[1] or not parts[2]:
+            raise UsageError(
+                f"Profiles are set as profile.NAME.FIELD=value (fields: {', '.join(PROFILE_FIELDS[:-1])}), "
+                f"got {pair!r}. Example: %responses config profile.gw.base_url=https://gw.example/v1"
+            )
+        _, name, field = parts
+        field = field.replace("-", "_")
+        try:
+            value = parse_profile_field(name, field, text)
+        except ConfigError as exc:
+            raise UsageError(str(exc)) from None
+        spec = profiles.setdefault(name, {})
+        if not isinstance(spec, dict):
+            raise UsageError(f"Profile {name!r} was defined in Python; change it there.")
+        spec[field] = value
+    return profiles
 
 
 def setting_text(key: str, value: Any) -> str:

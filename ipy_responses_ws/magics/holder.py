@@ -66,7 +66,9 @@ class SessionHolder:
             from ..config import Settings
             from ..session import ResponsesSession
 
-            session = ResponsesSession(settings=Settings.from_env(**self._settings()))
+            overrides = dict(self._settings())
+            profiles = overrides.pop("profiles", None)
+            session = ResponsesSession(settings=Settings.from_env(**overrides), profiles=profiles)
             for listener in self._listeners:
                 session.on_transport_change(listener)
             for name, old in self._kept.items():

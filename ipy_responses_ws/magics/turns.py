@@ -34,6 +34,7 @@ __all__ = [
     "NO_KEY_MESSAGE",
     "TurnInterrupted",
     "check_api_key",
+    "no_key_message",
     "run_background",
     "run_foreground",
     "run_terminal",
@@ -57,12 +58,28 @@ NO_KEY_MESSAGE = (
 )
 
 
-def check_api_key(session: Any) -> None:
-    """Refuse a turn without a key before anything is displayed (a plain ``UsageError``)."""
+def no_key_message(variable: str = "OPENAI_API_KEY", profile: str | None = None) -> str:
+    """:data:`NO_KEY_MESSAGE`, or the same for an endpoint profile's key variable (named, never a value)."""
+    if variable == "OPENAI_API_KEY" and profile in (None, "openai"):
+        return NO_KEY_MESSAGE
+    who = f"the {profile!r} endpoint profile" if profile else "this endpoint"
+    return (
+        f"No API key for {who}: the {variable} environment variable is not set in this kernel.\n"
+        f"  • Set it in the shell before starting Jupyter:  export {variable}=...  (then restart the kernel),\n"
+        f"    or in the notebook without saving it:  import os, getpass; "
+        f"os.environ['{variable}'] = getpass.getpass('key: ')"
+    )
+
+
+def check_api_key(session: Any, profile: str | None = None) -> None:
+    """Refuse a turn without a key (or with an unknown profile) before anything is displayed (a plain
+    ``UsageError``). A ``token_provider`` is not called here: the turn calls it when it connects."""
     try:
-        session.settings.resolved_api_key()
-    except MissingAPIKeyError:
-        raise UsageError(NO_KEY_MESSAGE) from None
+        session.settings_for(profile).require_credentials()
+    except MissingAPIKeyError as exc:
+        raise UsageError(no_key_message(exc.variable, exc.profile)) from None
+    except ConfigError as exc:
+        raise UsageError(str(exc)) from None
 
 
 def start_turn(
@@ -71,8 +88,8 @@ def start_turn(
     """Start the turn; a refused request (no key, a bad value) is a plain ``UsageError``."""
     try:
         return session.start(prompt, on_event=on_event, **request)
-    except MissingAPIKeyError:
-        raise UsageError(NO_KEY_MESSAGE) from None
+    except MissingAPIKeyError as exc:
+        raise UsageError(no_key_message(exc.variable, exc.profile)) from None
     except ConfigError as exc:
         raise UsageError(str(exc)) from None
 
@@ -85,9 +102,10 @@ def run_foreground(session: Any, prompt: str, request: dict[str, Any], store: St
 
     view = ResponseView(
         transport=request["transport"] or session.transport,
-        model=request["model"] or session.settings.model,
+        model=request["model"] or _settings(session, request).model,
         background=False,
     )
+    view.state.profile = _settings(session, request).profile  # shown in the status line
     try:
         handle = start_turn(session, prompt, request)  # a refused request shows no view, only its error
     except BaseException:
@@ -130,10 +148,11 @@ def run_background(session: Any, prompt: str, request: dict[str, Any], store: St
 
     view = ResponseView(
         transport=request["transport"] or session.transport,
-        model=request["model"] or session.settings.model,
+        model=request["model"] or _settings(session, request).model,
         background=True,
         on_stop=stop,
     )
+    view.state.profile = _settings(session, request).profile  # shown in the status line
     flusher = _LoopFlusher(view)
 
     on_event = flusher.on_event  # on the I/O loop thread: this view's only writer while the turn runs
@@ -162,6 +181,7 @@ def run_terminal(session: Any, prompt: str, request: dict[str, Any], store: Stor
     """Print the answer as it streams (terminal IPython, ``view = 'text'``), then a footer line."""
     handle = start_turn(session, prompt, request)
     state = TurnState(transport=request["transport"] or session.transport)
+    state.profile = _settings(session, request).profile
     write = sys.stdout.write
     try:
         while True:
@@ -190,6 +210,12 @@ def run_terminal(session: Any, prompt: str, request: dict[str, Any], store: Stor
 
 
 # -- helpers ------------------------------------------------------------------------------------------------
+
+
+def _settings(session: Any, request: dict[str, Any]) -> Any:
+    """The settings of the cell's profile (``-p``), else the session's (checked valid by ``check_api_key``)."""
+    profile = request.get("profile")
+    return session.settings_for(profile) if profile else session.settings
 
 
 class TurnInterrupted(KeyboardInterrupt):
@@ -237,13 +263,15 @@ def _pump(handle: Any, view: Any) -> None:
 def _cancel_and_collect(handle: Any, prompt: str, request: dict[str, Any]) -> Any:
     """Cancel a turn (if it started) and return its ``TurnResult`` (status ``cancelled``)."""
     if handle is None:
-        return _NotSent(prompt=prompt, chain=request.get("chain"))
+        return _NotSent(prompt=prompt, chain=request.get("chain"), profile=request.get("profile"))
     try:
         handle.cancel(wait=1.0)
         return handle.result(timeout=2.0)
     except BaseException as exc:  # the loop did not confirm in time; say so instead of hanging the cell
         log.debug("cancel did not confirm: %r", exc)
-        return _NotSent(prompt=prompt, chain=request.get("chain"), status="cancelled")
+        return _NotSent(
+            prompt=prompt, chain=request.get("chain"), profile=request.get("profile"), status="cancelled"
+        )
 
 
 @dataclasses.dataclass
@@ -268,6 +296,7 @@ class _NotSent:
     function_calls: list[dict[str, Any]] = dataclasses.field(default_factory=list)
     incomplete_reason: str | None = None
     turn: int | None = None
+    profile: str | None = None
 
 
 def _freeze(view: Any, display_handle: Any, result: Any) -> None:
