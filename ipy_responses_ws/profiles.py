@@ -32,7 +32,8 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from .config import Settings, expand_env
-from .errors import ConfigError
+from .errors import AuthenticationError, ConfigError
+from .redact import redact
 
 __all__ = [
     "AUTH_STYLES",
@@ -41,6 +42,7 @@ __all__ = [
     "Profile",
     "apply_profile",
     "expand_env",
+    "name_key_variable",
     "parse_profile_field",
     "profile_table",
 ]
@@ -273,6 +275,26 @@ def parse_profile_field(name: str, key: str, text: str) -> Any:
     if key == "auth":
         text = text.lower()
     return text
+
+
+def name_key_variable(err: BaseException, settings: Settings) -> None:
+    """Point an :class:`AuthenticationError`'s hint at the credential this turn really used (the profile's
+    variable, or its token provider), never at ``OPENAI_API_KEY`` by default. Changes *err* in place."""
+    if not isinstance(err, AuthenticationError) or settings.profile is None:
+        return
+    who = f"the {settings.profile!r} endpoint profile"
+    if settings.token_provider is not None:
+        hint = f"Check the credential behind {who}'s token_provider (for Entra ID: its role on the resource)."
+    elif settings.auth == "none":
+        hint = f"{who.capitalize()} sends no key (auth=none): check its headers (values may name $VARIABLES)."
+    else:
+        var = settings.api_key_env
+        hint = (
+            f"Check {var} (the key of {who}): set the right one with "
+            f"`os.environ['{var}'] = getpass.getpass('API key: ')` and run the cell again."
+        )
+    err.hint = redact(hint)
+    err.args = (str(err),)
 
 
 def apply_profile(settings: Settings, profile: Profile) -> Settings:

@@ -28,7 +28,7 @@ from typing import Any
 from .chain import Chain, user_message
 from .config import Settings
 from .errors import ConfigError, PoolClosedError, ResponsesError, strip_tracebacks
-from .profiles import Profile, apply_profile, profile_table
+from .profiles import Profile, apply_profile, name_key_variable, profile_table
 from .results import Recorder, TurnHandle, TurnResult, safe_call
 from .runtime import Runtime, get_runtime
 from .turn import WS_426_MEMORY, TurnSpec, WSRefusalMemory, run_turn
@@ -450,6 +450,7 @@ class ResponsesSession:
             raise
         except ResponsesError as exc:
             result.status = "failed"
+            name_key_variable(exc, settings)  # "Check XAI_API_KEY", not OPENAI_API_KEY, for a profile's turn
             result.error = strip_tracebacks(exc)  # its frames hold request headers, hence the key
             self._fill_partial(result, rec)
         except Exception as exc:  # a bug must still end the turn visibly, never hang the cell

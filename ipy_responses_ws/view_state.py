@@ -52,7 +52,7 @@ class TurnState:
         self.state = "connecting"
         self.transport = transport
         self.model = model
-        self.profile: str | None = None  # the endpoint profile's name (``-p``), shown after the badge
+        self.profile: str | None = None  # the endpoint profile's name (``-p``), shown after the state
         self.connection_reused: bool | None = None
         self.notes: list[str] = []  # fallback / retry / resend / reconnect, in plain words
         self.fallback_reason: str | None = None
@@ -252,7 +252,7 @@ class TurnState:
 
     def status_parts(self) -> list[str]:
         """The status line's pieces after the badge, e.g. ``["streaming", "ttft 210 ms", "48 tok/s"]``."""
-        parts = [self.profile, self.state] if self.profile else [self.state]
+        parts = [self.state, self.profile] if self.profile else [self.state]
         if self.ttft is not None:
             parts.append(f"ttft {format_seconds(self.ttft)}")
         parts.append(format_seconds(self.elapsed))

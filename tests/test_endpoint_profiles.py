@@ -176,6 +176,7 @@ def test_azure_profile_reaches_its_server_with_the_api_key_header(monkeypatch: p
             r = s.respond("wrong key", new=True)
             assert isinstance(r.error, AuthenticationError), r.error
             assert "azure-FAKE-wrong-key-99999999" not in str(r.error) + repr(r)
+            assert "AZURE_OPENAI_API_KEY" in str(r.error) and "Check OPENAI_API_KEY" not in str(r.error)
         finally:
             s.close()
 
