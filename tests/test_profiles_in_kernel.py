@@ -61,7 +61,9 @@ def frozen_markdown(ex: Execution) -> str:
 
 def live_html(ex: Execution) -> str:
     return "\n".join(
-        json.dumps(m["content"], ensure_ascii=False) for m in ex.messages if m["msg_type"] in ("comm_open", "comm_msg")
+        json.dumps(m["content"], ensure_ascii=False)
+        for m in ex.messages
+        if m["msg_type"] in ("comm_open", "comm_msg")
     )
 
 
@@ -161,3 +163,26 @@ def test_a_bad_field_changes_nothing(kernel: Kernel) -> None:
     assert ex.status == "ok", ex.error
     profile: dict[str, Any] = json.loads(ex.stdout().strip().splitlines()[-1])
     assert profile["model"] == "alpha-model"
+
+
+def test_an_entra_token_provider_set_with_config(kernel: Kernel, alpha: Emulator) -> None:
+    """The docs' Entra ID recipe: a callable in ``%config ResponsesMagics.profiles``, called per request."""
+    ex = kernel.execute(
+        "import os\n"
+        "token_calls = []\n"
+        "def provider():\n"
+        "    token_calls.append(1)\n"
+        "    return os.environ['ALPHA_KEY']  # the emulator checks bearer tokens against its key\n"
+        "%config ResponsesMagics.profiles = {'entra': {'base_url': '"
+        + alpha.base_url
+        + "', 'key_env': 'UNSET_KEY_VARIABLE', 'token_provider': provider}}"
+    )
+    assert ex.status == "ok", ex.error
+    before = len(alpha.connections)
+    ex = kernel.execute("%%respond -p entra\nToken please")
+    assert ex.status == "ok", ex.error
+    assert "done · WS · entra ·" in frozen_markdown(ex)
+    keys_absent(ex)
+    assert len(alpha.connections) == before + 1
+    ex = kernel.execute("print(len(token_calls))")
+    assert int(ex.stdout().strip()) >= 1
