@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -186,3 +187,30 @@ def test_an_entra_token_provider_set_with_config(kernel: Kernel, alpha: Emulator
     assert len(alpha.connections) == before + 1
     ex = kernel.execute("print(len(token_calls))")
     assert int(ex.stdout().strip()) >= 1
+
+
+def test_the_endpoints_notebook_compares_two_profiles() -> None:
+    """notebooks/endpoints.ipynb: two emulators, two profiles, the same question in two cells, a comparison."""
+    import nbformat
+    from nbclient import NotebookClient
+
+    path = Path(__file__).resolve().parents[1] / "notebooks" / "endpoints.ipynb"
+    nb = nbformat.read(path, as_version=4)
+    NotebookClient(nb, timeout=60, kernel_name="python3", allow_errors=False).execute()
+    answers = {}
+    for c in nb.cells:
+        if c.cell_type == "code" and c.source.startswith("%%respond -p "):
+            outs = [o for o in c.outputs if o.output_type == "display_data"]
+            assert len(outs) == 1 and "application/vnd.jupyter.widget-view+json" not in outs[0]["data"]
+            answers[c.source.split()[2]] = outs[0]["data"]["text/markdown"]
+    assert set(answers) == {"quick", "steady"}
+    question = ["Explain WebSocket close code 1006 in one sentence."]
+    for name, md in answers.items():
+        assert md.startswith(reply_for(question))  # each profile's own first turn, not a continuation
+        assert f"done · WS · {name} ·" in md
+    table = [c for c in nb.cells if c.cell_type == "code" and c.source.startswith("for r in (a, b)")][0]
+    lines = "".join(o.get("text", "") for o in table.outputs).splitlines()
+    assert [line.split()[:3] for line in lines] == [
+        ["quick", "quick-model", "completed"],
+        ["steady", "steady-model", "completed"],
+    ]
