@@ -139,7 +139,10 @@ class ResponsesMagics(Magics):
     @property
     def session(self) -> Any:
         """The extension's session (created on first use, with these traits as settings)."""
-        return self.holder.session()
+        try:
+            return self.holder.session()
+        except ConfigError as exc:  # e.g. c.ResponsesMagics.profile names a profile that does not exist
+            raise UsageError(str(exc)) from None
 
     def _follow_session_transport(self, new: str) -> None:
         """Called by the session when its transport changes (the toggle, another magic)."""
@@ -392,3 +395,10 @@ class ResponsesMagics(Magics):
             setattr(self, key, value)  # the trait observer configures the session
         if changes:
             print(", ".join(setting_text(k, v) for k, v in changes.items()))
+        shadowing = self.session.settings.profile
+        if "model" in changes and shadowing and self.session.profiles[shadowing].model:
+            print(
+                f"Note: the default profile {shadowing!r} sets its own model "
+                f"({self.session.profiles[shadowing].model!r}), which wins; change it with "
+                f"%responses config profile.{shadowing}.model=..."
+            )
