@@ -113,6 +113,19 @@ def test_default_profile_and_sse(kernel: Kernel, beta: Emulator) -> None:
     assert ex.status == "ok", ex.error
 
 
+def test_plain_text_view_names_the_profile(kernel: Kernel) -> None:
+    """Terminal IPython's view (``view = 'text'``) prints the same footer."""
+    ex = kernel.execute("%config ResponsesMagics.view = 'text'")
+    assert ex.status == "ok", ex.error
+    try:
+        ex = kernel.execute("%%respond -p alpha\nIn plain text")
+        assert ex.status == "ok", ex.error
+        assert "[done · WS · alpha ·" in ex.stdout()
+        keys_absent(ex)
+    finally:
+        assert kernel.execute("%config ResponsesMagics.view = 'auto'").status == "ok"
+
+
 def test_config_lists_profiles_without_keys(kernel: Kernel) -> None:
     ex = kernel.execute("%responses config")
     assert ex.status == "ok", ex.error
