@@ -277,3 +277,30 @@ def test_two_profiles_in_one_session_keep_their_servers_and_sockets_apart(
             assert len(second.connections[0].requests) == 1
         finally:
             s.close()
+
+
+def test_a_gateway_profile_sends_its_own_header_instead_of_authorization(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """docs/endpoints.md, "Other gateways": auth none, the key in ``x-api-key`` read from $GATEWAY_KEY per request."""
+    monkeypatch.setenv("GATEWAY_KEY", GW_KEY)
+    with Emulator().run_in_thread() as emu:
+        profiles = {
+            "gw": {
+                "base_url": emu.base_url,
+                "auth": "none",
+                "headers": {"x-api-key": "$GATEWAY_KEY", "x-team": "research"},
+            }
+        }
+        with ResponsesSession(profile="gw", profiles=profiles, **FAST) as s:
+            assert s.respond("ws").ok
+            assert s.respond("sse", transport="sse").ok
+            rotated = "gw-FAKE-rotated-0123456789wxyz"
+            monkeypatch.setenv("GATEWAY_KEY", rotated)  # read when the request is made: the next dial uses it
+            assert s.respond("after rotation").ok
+        for log in emu.connections:
+            names = {n.lower() for n in log.headers}
+            assert "authorization" not in names and log.headers["x-team"] == "research"
+        assert emu.connections[0].headers["x-api-key"].endswith(GW_KEY[-4:])
+        assert emu.connections[-1].headers["x-api-key"].endswith("wxyz")
+        assert GW_KEY not in _all_text(emu) and rotated not in _all_text(emu)

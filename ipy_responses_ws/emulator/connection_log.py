@@ -1,6 +1,6 @@
 """What the emulator records about each WS connection and each HTTP request (``emu.connections``).
 
-Secrets never reach the log: ``Authorization`` and ``api-key`` headers are masked the way OpenAI's 401
+Secrets never reach the log: ``Authorization``, ``api-key`` and ``x-api-key`` headers are masked the way OpenAI's 401
 message masks a key.
 """
 
@@ -12,7 +12,7 @@ from typing import Any
 
 __all__ = ["ConnectionLog", "mask_key", "redact_headers"]
 
-_REDACTED_HEADERS = ("authorization", "api-key", "openai-api-key")
+_REDACTED_HEADERS = ("authorization", "api-key", "openai-api-key", "x-api-key")
 
 
 def mask_key(key: str) -> str:
