@@ -266,9 +266,9 @@ def test_two_profiles_in_one_session_keep_their_servers_and_sockets_apart(
             assert a.model == "grok-4" and b.model == "gw-model"
             assert a2.text == reply_for(["compare me", "and again"])
             # Never mixed: each server saw only its own profile's key and model; gw's socket never carried xai.
-            # (The pool keeps idle sockets of the current target only, so a switch back dials again.)
-            assert a2.connection_id != b.connection_id
-            assert [c.transport for c in first.connections] == ["ws", "ws"]
+            # Each profile keeps its idle socket, so switching back reuses it instead of dialling again.
+            assert a2.connection_id != b.connection_id and a2.connection_id == a.connection_id
+            assert [c.transport for c in first.connections] == ["ws"]
             assert [c.transport for c in second.connections] == ["ws"]
             assert all(c.headers["Authorization"].endswith(XAI_KEY[-4:]) for c in first.connections)
             assert second.connections[0].headers["Authorization"].endswith(GW_KEY[-4:])

@@ -132,3 +132,20 @@ def test_a_warm_up_in_a_full_pool_leaves_other_chains_sockets_alone(emu: Emulato
     assert first.ok and second.ok and not second.resent_transcript
     assert second.text == reply_for(["a1", "a2"])
     assert handshakes == 1
+
+
+def test_alternating_two_endpoints_keeps_a_socket_for_each(emu: Emulator) -> None:
+    """Comparing providers cell by cell (two base URLs, e.g. two profiles) must not reconnect at every switch."""
+    with (
+        Emulator(api_key=KEY).run_in_thread() as other,
+        ResponsesSession(base_url=emu.base_url, api_key=KEY, store=False) as s,
+    ):
+        turns = []
+        for i in range(4):
+            base = emu.base_url if i % 2 == 0 else other.base_url
+            s.configure(base_url=base)
+            turns.append(s.respond(f"q{i}", chain=f"c{i % 2}"))
+        handshakes = s.status()["handshakes"]
+    assert all(t.ok for t in turns)
+    assert handshakes == 2
+    assert not any(t.resent_transcript for t in turns)  # each chain kept its socket and its cached parent

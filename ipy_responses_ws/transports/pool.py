@@ -213,10 +213,17 @@ class WSPool:
                 raise PoolClosedError()
             now = loop.time()
             max_age = settings.max_connection_age
-            # Close idle connections that are dead, retired, too old to start a turn on (rotation), or made
-            # for another base URL / key / header set (settings changed since).
+            # Close idle connections that are dead, retired, too old to start a turn on (rotation), or made for
+            # this URL with other credentials or headers (a rotated key: the old socket must go). Idle ones for
+            # another endpoint (profile, base URL, model) stay until their room is needed: alternating two
+            # providers cell by cell keeps a socket for each.
             for c in [c for c in self._conns if not c.leases]:
-                if not c.usable or c.target != target or c.age(now) >= max_age or self._lanes_full(c, lane):
+                if (
+                    not c.usable
+                    or c.age(now) >= max_age
+                    or (c.url == url and c.target != target)
+                    or (c.target == target and self._lanes_full(c, lane))
+                ):
                     self._drop(c)
             pick = None if fresh else self._pick(lane, affinity, want, target, now, max_age)
             if pick is not None:
@@ -236,14 +243,15 @@ class WSPool:
                 return pick, True
             if len(self._conns) + self._connecting < settings.pool_size:
                 break
-            # Full. A plain request may take the least recently used idle connection (its chain will resend
-            # under store=false); a fresh one must close an idle connection to make room.
-            idle = sorted((c for c in self._conns if not c.leases), key=lambda c: c.last_used)
-            if idle and (fresh or lane is not None):
-                self._drop(idle[0])
-                continue
-            if idle:
-                pick = idle[0]
+            # Full. A plain request may take the least recently used idle connection to this endpoint (its chain
+            # will resend under store=false); otherwise an idle connection is closed to make room (the least
+            # recently used; another endpoint's first).
+            idle = sorted(
+                (c for c in self._conns if not c.leases), key=lambda c: (c.target == target, c.last_used)
+            )
+            same = [c for c in idle if c.target == target]
+            if same and not fresh and lane is None:
+                pick = same[0]
                 pick.last_used = now
                 emit(
                     Notice(
@@ -252,6 +260,9 @@ class WSPool:
                     )
                 )
                 return pick, True
+            if idle:
+                self._drop(idle[0])
+                continue
             waiter = loop.create_future()
             self._waiters.append(waiter)
             try:
