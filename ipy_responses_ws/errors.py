@@ -9,6 +9,7 @@
     ├── TransportError                   the connection itself failed
     │   ├── ConnectError                 TCP/TLS/DNS failure (.url)
     │   ├── HandshakeError               WS upgrade refused (.status, .body, .url): fallback-eligible
+    │   │   └── ProxyError               the HTTP proxy refused the tunnel (.status, .proxy, .variable)
     │   ├── ConnectionClosedError        socket closed mid-turn (.code, .reason, .received_any)
     │   ├── StreamTimeoutError           .phase in {"connect", "first_event", "idle"}, .seconds
     │   └── ProtocolError                malformed frame/payload, binary frame, no terminal event
@@ -30,8 +31,9 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from typing import Any, TypeVar
+from urllib.parse import urlsplit
 
-from .redact import REDACTED, redact, redact_url, register_secret
+from .redact import MASK, REDACTED, redact, redact_url, register_secret
 
 __all__ = [
     "ResponsesError",
@@ -41,6 +43,7 @@ __all__ = [
     "TransportError",
     "ConnectError",
     "HandshakeError",
+    "ProxyError",
     "ConnectionClosedError",
     "StreamTimeoutError",
     "ProtocolError",
@@ -233,6 +236,40 @@ class HandshakeError(TransportError):
 
     def _default_message(self) -> str:
         return f"WebSocket handshake with {self.url} was refused (HTTP {self.status})."
+
+
+def masked_proxy_url(url: str | None) -> str | None:
+    """A proxy URL fit to show: in a proxy URL the user name is a credential too (``http://***@proxy:3128``)."""
+    if not url or "@" not in url:
+        return redact_url(url)
+    head, _, tail = url.rpartition("@")
+    return redact_url(f"{head.split('://')[0]}://{MASK}@{tail}" if "://" in head else f"{MASK}@{tail}")
+
+
+class ProxyError(HandshakeError):
+    """The HTTP proxy refused to open the tunnel: its answer to ``CONNECT`` (``.status``: 407, 403, 502 ...).
+
+    ``.proxy`` is its URL with the credentials masked, ``.variable`` the environment variable that named it. A
+    refused tunnel is a refused handshake one hop early, and the recovery policy treats it as one: WebSocket mode
+    tries SSE once (through the same proxy), a 5xx is retried, a 407 or 403 is not. Never a key problem.
+    """
+
+    def __init__(self, *, status: int, proxy: str | None, variable: str, url: str | None = None) -> None:
+        self.proxy = masked_proxy_url(proxy)
+        self.variable = variable
+        host = urlsplit(url or "").hostname or "the server"
+        bypass = f"or, if {host} can be reached without the proxy, add it to NO_PROXY"
+        creds = "USER:PASSWORD@ before the proxy's host, special characters percent-encoded"
+        if status == 407 and proxy and "@" in proxy:
+            hint = f"The proxy refused the user name and password in {variable}: correct them ({creds}), {bypass}."
+        elif status == 407:
+            hint = f"The proxy wants a user name and password: put them in {variable} ({creds}), {bypass}."
+        elif status == 403:
+            hint = f"The proxy does not let this machine reach {host}: ask its administrators, {bypass}."
+        else:
+            hint = f"Check {variable} (and NO_PROXY), then run the cell again."
+        message = f"The proxy {self.proxy} (from {variable}) refused to open a connection to {host} (HTTP {status})."
+        super().__init__(message, status=status, url=url, hint=hint)
 
 
 # Close codes whose generic "check the network" hint would mislead (RFC 6455 §7.4.1).

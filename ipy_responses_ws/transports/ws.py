@@ -27,10 +27,10 @@ import aiohttp
 
 from ..errors import (
     AuthenticationError,
-    ConnectError,
     ConnectionClosedError,
     HandshakeError,
     ProtocolError,
+    ProxyError,
     RateLimitError,
     ResponsesError,
     StreamTimeoutError,
@@ -39,6 +39,7 @@ from ..events import Notice, ServerEvent, error_from_event, parse_event
 from ..redact import redact_url
 from ..stream import Phase, ResponseStream, Step
 from . import Emit, ssl_for
+from .sse import env_proxy, map_connect_error
 
 if TYPE_CHECKING:
     from ..config import Settings
@@ -324,11 +325,15 @@ async def open_websocket(
     http: aiohttp.ClientSession, url: str, headers: dict[str, str], settings: Settings, emit: Emit
 ) -> aiohttp.ClientWebSocketResponse[bool]:
     """Open one WebSocket, mapping aiohttp's failures to the package's errors (the one place for it)."""
+    proxy = env_proxy(url)  # read now: a notebook may set HTTPS_PROXY between cells
     emit(Notice("connecting", {"transport": "ws", "url": redact_url(url)}))
+    failed: BaseException | None = None
     try:
         async with asyncio.timeout(settings.connect_timeout):
             ws = await http.ws_connect(
                 url,
+                # a wss:// upgrade goes through the proxy's CONNECT tunnel
+                proxy=proxy.url if proxy else None,
                 headers=headers,
                 heartbeat=settings.heartbeat,
                 ssl=ssl_for(settings),
@@ -344,7 +349,14 @@ async def open_websocket(
     except TimeoutError:
         raise StreamTimeoutError(phase="connect", seconds=settings.connect_timeout) from None
     except (aiohttp.ClientError, OSError) as exc:
-        raise ConnectError(f"Could not connect to {url}: {describe(exc)}.", url=url) from None
+        failed = (
+            exc  # mapped below, outside this handler: aiohttp's exception may hold the proxy's credentials
+        )
+    if failed is not None:
+        err = map_connect_error(failed, url, proxy, settings)
+        if isinstance(err, ProxyError):
+            err.phase = "handshake"  # type: ignore[attr-defined]  # like a refused upgrade: SSE is tried once
+        raise err
     log.debug("connected %s", redact_url(url))
     return ws
 
