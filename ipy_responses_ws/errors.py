@@ -8,6 +8,7 @@
     │   └── InsecureTransportError       key over ws:// or http:// to a non-loopback host
     ├── TransportError                   the connection itself failed
     │   ├── ConnectError                 TCP/TLS/DNS failure (.url)
+    │   │   └── CertificateError         the server's certificate is not trusted (a CA to add: SSL_CERT_FILE)
     │   ├── HandshakeError               WS upgrade refused (.status, .body, .url): fallback-eligible
     │   │   └── ProxyError               the HTTP proxy refused the tunnel (.status, .proxy, .variable)
     │   ├── ConnectionClosedError        socket closed mid-turn (.code, .reason, .received_any)
@@ -42,6 +43,7 @@ __all__ = [
     "InsecureTransportError",
     "TransportError",
     "ConnectError",
+    "CertificateError",
     "HandshakeError",
     "ProxyError",
     "ConnectionClosedError",
@@ -244,6 +246,10 @@ def masked_proxy_url(url: str | None) -> str | None:
         return redact_url(url)
     head, _, tail = url.rpartition("@")
     return redact_url(f"{head.split('://')[0]}://{MASK}@{tail}" if "://" in head else f"{MASK}@{tail}")
+
+
+class CertificateError(ConnectError):
+    """The server's TLS certificate is not trusted: no retry or fallback changes that (the same host, the same CA)."""
 
 
 class ProxyError(HandshakeError):

@@ -20,7 +20,8 @@ WS connect error; upgrade refused     WS, ``fallback_to_sse``, once     FALLBACK
 429 (not ``insufficient_quota``),     retries left (``max_retries``)    BACKOFF: wait ``retry-after``   retry
 408, 409, 5xx, connect errors                                           or 0.5·2^n s (≤ 8 s, jitter)
 401/403 (after the SSE try), quota,   –                                 FAIL with the typed error       –
-timeouts, protocol errors, others
+untrusted certificates, timeouts,
+protocol errors, others
 ====================================  ================================  ==============================  =========
 
 RETRY, RESEND and FALLBACK are taken at most once per turn; BACKOFF up to ``max_retries`` times (default 2, like
@@ -41,9 +42,11 @@ from dataclasses import dataclass
 from .errors import (
     APIError,
     AuthenticationError,
+    CertificateError,
     ConnectError,
     ConnectionClosedError,
     HandshakeError,
+    ProxyError,
     RateLimitError,
     ResponseFailedError,
     ResponsesError,
@@ -159,7 +162,12 @@ def decide(
             f"the server refused the previous response id (HTTP {status}): resent the conversation",
             "resend",
         )
+    if isinstance(exc, CertificateError):
+        return Decision(Action.FAIL)  # SSE or a retry meets the same certificate: the user must add the CA
     if transport == "ws" and fallback_allowed and Action.FALLBACK not in tried:
+        if isinstance(exc, ProxyError):
+            reason = f"the proxy from {exc.variable} refused the WebSocket tunnel (HTTP {status})"
+            return Decision(Action.FALLBACK, reason, "fallback")
         if failure is Failure.HANDSHAKE:
             reason = f"WebSocket upgrade refused (HTTP {status})"
             return Decision(Action.FALLBACK, reason, "fallback", remember_ws_refusal=status == 426)

@@ -119,7 +119,7 @@ class Runtime:
             import aiohttp  # imported here so the pure modules never pull aiohttp in
 
             # limit=0: the pool bounds WebSocket connections itself; SSE requests are few.
-            # trust_env stays off: each transport asks transports.sse.env_proxy for the proxy at connect time
+            # trust_env stays off: each transport asks transports.network.env_proxy for the proxy at connect time
             # (HTTPS_PROXY for wss:// too, which aiohttp's trust_env misses; no ~/.netrc for the API host).
             connector = aiohttp.TCPConnector(limit=0, enable_cleanup_closed=False)
             self._http = aiohttp.ClientSession(connector=connector, auto_decompress=True)

@@ -33,6 +33,7 @@ LAYER = {
     "transports.pool": IO,
     "transports.ws": IO,
     "transports.sse": IO,
+    "transports.network": IO,
     # the session
     "results": SESSION,
     "turn": SESSION,

@@ -31,7 +31,7 @@ from ipy_responses_ws import ResponsesSession
 from ipy_responses_ws.emulator import Emulator, reply_for
 from ipy_responses_ws.errors import ConfigError, ConnectError, ProxyError
 from ipy_responses_ws.recovery import Action, decide
-from ipy_responses_ws.transports.sse import env_proxy
+from ipy_responses_ws.transports.network import env_proxy
 
 KEY = "sk-test-FAKE-proxies-0123456789abcdef"
 USER = "proxy-user"

@@ -616,3 +616,21 @@ def test_a_400_about_something_else_is_not_a_refused_parent() -> None:
     assert_fail(
         sse(api_error_from_status(400, message="bad", code="invalid_value", param="input"), by_id=True)
     )
+
+
+def test_an_untrusted_certificate_is_neither_retried_nor_sent_over_sse() -> None:
+    from ipy_responses_ws.errors import CertificateError
+
+    err = CertificateError("The TLS certificate of api.example is not trusted.", url=URL)
+    assert_fail(ws(err, fallback_allowed=True, max_retries=2))
+    assert_fail(sse(err, max_retries=2))
+
+
+def test_a_proxy_refusing_the_tunnel_is_named_in_the_fallback_reason() -> None:
+    from ipy_responses_ws.errors import ProxyError
+
+    err = ProxyError(status=407, proxy="http://u:secret@proxy:3128", variable="HTTPS_PROXY", url=URL)
+    d = ws(err, fallback_allowed=True)
+    assert d.action is Action.FALLBACK and "proxy from HTTPS_PROXY" in d.reason and "407" in d.reason
+    assert "secret" not in d.reason
+    assert_fail(sse(err, max_retries=2))  # a 407 will not change on a retry

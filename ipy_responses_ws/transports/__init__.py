@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from ..errors import ConfigError
+from .network import env_proxy
 
 if TYPE_CHECKING:
     from ..config import Settings
@@ -98,7 +99,14 @@ def ws_target(settings: Settings) -> tuple[str, dict[str, str], int]:
         url = with_model_query(url, settings.model)
     settings.check_secure(url)
     headers = settings.auth_headers()
-    return url, headers, hash((url, tuple(sorted(headers.items())), settings.resolved_ca_file()))
+    proxy = env_proxy(url)  # a changed HTTPS_PROXY / NO_PROXY must not reuse a socket opened the other way
+    identity = (
+        url,
+        tuple(sorted(headers.items())),
+        settings.resolved_ca_file(),
+        proxy.url if proxy else None,
+    )
+    return url, headers, hash(identity)
 
 
 def with_model_query(url: str, model: str) -> str:

@@ -39,7 +39,7 @@ from ..events import Notice, ServerEvent, error_from_event, parse_event
 from ..redact import redact_url
 from ..stream import Phase, ResponseStream, Step
 from . import Emit, ssl_for
-from .sse import env_proxy, map_connect_error
+from .network import env_proxy, map_connect_error
 
 if TYPE_CHECKING:
     from ..config import Settings
