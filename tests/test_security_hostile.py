@@ -194,7 +194,9 @@ def test_hostile_metadata_is_inert(kernel: Kernel, transport: str) -> None:
     content = frozen(ex)
     assert content["metadata"]["ipy_responses_ws"]["status"] == "completed"
     md = content["data"]["text/markdown"]
-    assert "onerror" in md, "the hostile model name / id should be visible as text"
+    # The id is shown shortened (status_text.short_id), so a fragment of its markup is what the footer shows.
+    assert "img src" in md, "the hostile response id should be visible as text"
+    assert content["metadata"]["ipy_responses_ws"]["response_id"].startswith("resp_<img src=x onerror=")
     found = active_content(_TRUSTED_MD.render(md)) + active_content(content["data"].get("text/html", ""))
     for v in live_values(ex):
         found += active_content(v)
