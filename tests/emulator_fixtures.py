@@ -64,6 +64,16 @@ async def idle_then_turn(ws: Any, seconds: float, text: str) -> dict[str, Any]:
         msg = await asyncio.wait_for(ws.receive(), 10)
 
 
+async def tls_settled() -> None:
+    """Let closed TLS connections finish their shutdown before the test's loop closes.
+
+    asyncio closes an SSL transport's socket only after the close_notify exchange, a few ms after
+    ``close()``; aiohttp's docs ("Graceful Shutdown") advise a short sleep before the loop closes, otherwise
+    the socket is reported as an unclosed ResourceWarning (an error in this suite) in some later test.
+    """
+    await asyncio.sleep(0.25)
+
+
 @pytest.fixture
 def tls_emulator() -> Iterator[Emulator]:
     """An emulator on https/wss; trust ``emu.ca_path`` (or use ``emu.client_ssl_context()``)."""

@@ -18,7 +18,14 @@ import aiohttp
 import httpx
 import openai
 import pytest
-from emulator_fixtures import FAKE_KEY, idle_then_turn, parse_sse, tls_emulator, tls_pinging_emulator  # noqa: F401
+from emulator_fixtures import (  # noqa: F401
+    FAKE_KEY,
+    idle_then_turn,
+    parse_sse,
+    tls_emulator,
+    tls_pinging_emulator,
+    tls_settled,
+)
 
 from ipy_responses_ws.emulator import Emulator, reply_for
 
@@ -45,6 +52,7 @@ async def test_https_sse_and_wss_answer_on_loopback(tls_emulator):  # noqa: F811
                 if event["type"] == "response.completed":
                     break
         assert event["response"]["output"][0]["content"][0]["text"] == reply_for(["over wss"])
+    await tls_settled()
 
 
 async def test_certificate_is_not_trusted_without_the_ca(tls_emulator):  # noqa: F811
@@ -53,6 +61,7 @@ async def test_certificate_is_not_trusted_without_the_ca(tls_emulator):  # noqa:
             await session.get(tls_emulator.base_url + "/models", ssl=ssl.create_default_context())
         with pytest.raises(aiohttp.ClientConnectorCertificateError):
             await session.ws_connect(tls_emulator.ws_url, ssl=ssl.create_default_context())
+    await tls_settled()
 
 
 def test_openai_sdk_over_https_and_wss(tls_emulator, monkeypatch):  # noqa: F811
@@ -112,5 +121,6 @@ async def test_tls_and_pings_together(tls_pinging_emulator):  # noqa: F811
     ):
         done = await idle_then_turn(ws, 2.5, "after a pause")  # reading: the server's pings are answered
         assert done["response"]["output"][0]["content"][0]["text"] == reply_for(["after a pause"])
+    await tls_settled()
     entry = emu.connections[-1]
     assert entry.pings_sent >= 3 and entry.pongs_received >= 3 and emu.ping_timeouts == 0

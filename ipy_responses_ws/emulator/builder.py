@@ -28,7 +28,6 @@ __all__ = [
     "failure_tail",
     "new_id",
     "usage_block",
-    "ws_error",
 ]
 
 _OBF_ALPHABET = string.ascii_letters + string.digits
@@ -95,22 +94,6 @@ def usage_block(
 
 def error_body(message: str, *, type_: str, code: str | None, param: str | None = None) -> dict[str, Any]:
     return {"message": message, "type": type_, "param": param, "code": code}
-
-
-def ws_error(
-    status: int,
-    message: str,
-    *,
-    code: str | None,
-    type_: str = "invalid_request_error",
-    param: str | None = None,
-    headers: dict[str, str] | None = None,
-) -> dict[str, Any]:
-    """A wrapped request-level WS ``error`` event (§1.10): ``status`` on top, ``error.code`` nested."""
-    err = error_body(message, type_=type_, code=code, param=param)
-    if headers:
-        err["headers"] = dict(headers)
-    return {"type": "error", "status": status, "error": err}
 
 
 def _items_tokens(items: list[dict[str, Any]]) -> int:

@@ -7,7 +7,7 @@ import secrets
 import time
 from typing import Any
 
-from .builder import error_body, ws_error
+from .builder import error_body
 from .faults import Fault
 
 __all__ = ["OPENAI_VERSION", "RequestError", "api_headers", "dumps", "fault_error", "request_id"]
@@ -64,14 +64,11 @@ class RequestError(Exception):
         self.headers = headers or {}
 
     def ws_event(self) -> dict[str, Any]:
-        return ws_error(
-            self.status,
-            self.message,
-            code=self.code,
-            type_=self.type,
-            param=self.param,
-            headers=self.headers or None,
-        )
+        """The wrapped request-level WS ``error`` event (§1.10): ``status`` on top, ``error.code`` nested."""
+        err = error_body(self.message, type_=self.type, code=self.code, param=self.param)
+        if self.headers:
+            err["headers"] = dict(self.headers)
+        return {"type": "error", "status": self.status, "error": err}
 
     def body(self) -> dict[str, Any]:
         return {"error": error_body(self.message, type_=self.type, code=self.code, param=self.param)}
