@@ -101,7 +101,7 @@ def _items_tokens(items: list[dict[str, Any]]) -> int:
     for it in items:
         text = ""
         if it.get("type") == "message":
-            text = model._content_text(it.get("content"))
+            text = model.content_text(it.get("content"))
         elif it.get("type") in ("function_call", "function_call_output"):
             text = str(it.get("arguments") or it.get("output") or "")
         elif it.get("type") == "reasoning":

@@ -17,6 +17,7 @@ from typing import Any
 
 __all__ = [
     "DIRECTIVE_PREFIX",
+    "content_text",
     "count_tokens",
     "function_arguments",
     "normalize_input",
@@ -168,7 +169,8 @@ def count_tokens(text: str) -> int:
     return math.ceil(len(text) / 4) if text else 0
 
 
-def _content_text(content: Any) -> str:
+def content_text(content: Any) -> str:
+    """The text of a message's ``content`` (a string, or the text/refusal of its parts)."""
     if isinstance(content, str):
         return content
     parts = []
@@ -203,7 +205,7 @@ def normalize_input(raw: Any) -> list[dict[str, Any]]:
 def user_messages(items: Iterable[dict[str, Any]]) -> list[str]:
     """The text of every user message among the items, in order."""
     return [
-        _content_text(it.get("content"))
+        content_text(it.get("content"))
         for it in items
         if it.get("type") == "message" and it.get("role") == "user"
     ]
@@ -215,7 +217,7 @@ def tool_outputs(items: Iterable[dict[str, Any]]) -> list[tuple[str, str]]:
     for it in items:
         if it.get("type") == "function_call_output":
             value = it.get("output")
-            out.append((str(it.get("call_id")), value if isinstance(value, str) else _content_text(value)))
+            out.append((str(it.get("call_id")), value if isinstance(value, str) else content_text(value)))
     return out
 
 

@@ -66,7 +66,7 @@ def duplicated_items(new_items: list[dict[str, Any]], parent: Record) -> list[st
     ids = {it["id"] for it in output if it.get("id")}
     calls = {it["call_id"] for it in output if it.get("type") == "function_call" and it.get("call_id")}
     texts = {
-        model._content_text(it.get("content")): it.get("id", "")
+        model.content_text(it.get("content")): it.get("id", "")
         for it in output
         if it.get("type") == "message" and it.get("role", "assistant") == "assistant"
     }
@@ -79,7 +79,7 @@ def duplicated_items(new_items: list[dict[str, Any]], parent: Record) -> list[st
         elif kind == "function_call" and item.get("call_id") in calls:
             found.append(item["call_id"])
         elif kind == "message" and item.get("role") == "assistant":
-            text = model._content_text(item.get("content"))
+            text = model.content_text(item.get("content"))
             if text and text in texts:
                 found.append(texts[text] or "assistant message")
         elif kind == "reasoning" and item.get("encrypted_content") in sealed:
