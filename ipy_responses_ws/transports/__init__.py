@@ -109,6 +109,7 @@ def ws_target(settings: Settings) -> tuple[str, dict[str, str], int]:
     return url, headers, hash(identity)
 
 
+@functools.lru_cache(maxsize=64)
 def with_model_query(url: str, model: str) -> str:
     """*url* with ``model=<model>`` in its query (kept if the base URL already names one). Gateways route the
     upgrade on it (LiteLLM's proxy refuses an upgrade without it in some versions; livekit's client sends it);

@@ -28,6 +28,11 @@ class EnvProxy(NamedTuple):
     variable: str  # the environment variable it came from, named in errors
 
 
+_PROXY_VARIABLES = frozenset(
+    {"https_proxy", "HTTPS_PROXY", "http_proxy", "HTTP_PROXY", "all_proxy", "ALL_PROXY"}
+)
+
+
 def env_proxy(url: str) -> EnvProxy | None:
     """The HTTP proxy to reach *url* through, from the environment as it is now, or None to go direct.
 
@@ -40,9 +45,11 @@ def env_proxy(url: str) -> EnvProxy | None:
     WebSocket upgrade (which nobody sets) and read ``~/.netrc`` for the API host, whose credentials would clash
     with the ``Authorization`` header. A proxy without a scheme is ``http://`` (curl's rule).
     """
+    env = os.environ
+    if not any(name in env for name in _PROXY_VARIABLES):
+        return None  # the common case, checked first: every turn asks
     parts = urlsplit(url)
     scheme = {"wss": "https", "ws": "http"}.get(parts.scheme, parts.scheme)
-    env = os.environ
     no_proxy = env.get("no_proxy") or env.get("NO_PROXY")
     if no_proxy and parts.hostname:
         port = parts.port or (443 if scheme == "https" else 80)
