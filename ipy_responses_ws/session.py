@@ -79,9 +79,8 @@ class ResponsesSession:
         self._inflight_lock = threading.Lock()
         self._transport_callbacks: list[Callable[[str], Any]] = []
         self.refusals = WSRefusalMemory()  # a remembered 426 (turn.WS_426_MEMORY)
-        self.ids_cross_transports: dict[
-            str, bool
-        ] = {}  # base URL -> False once a gateway refused a foreign id
+        # (base URL, issuing transport, using transport) -> False once a gateway refused an id issued the other way
+        self.ids_cross_transports: dict[tuple[str, str, str], bool] = {}
         self._warming: dict[str, asyncio.Task[Any]] = {}  # chain -> its warm-up in flight (loop thread only)
         self._closed = False
         if self._settings.warmup and self._transport == "ws":

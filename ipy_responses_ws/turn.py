@@ -16,9 +16,9 @@ from typing import Any, Protocol
 
 from .chain import Chain, TurnPlan, output_text
 from .config import Settings
-from .errors import ConnectionClosedError, ResponseFailedError, ResponsesError
+from .errors import APIError, ConnectionClosedError, ResponseFailedError, ResponsesError
 from .events import Notice, ServerEvent, error_from_event
-from .recovery import Action, decide
+from .recovery import Action, Failure, classify, decide
 from .results import Recorder, TurnResult
 from .transports import ConnectionInfo, Outcome, Transport
 
@@ -74,14 +74,14 @@ class WSRefusalMemory:
 
 class Transports(Protocol):
     """What a turn needs from its session: the two transports, the session's choice, the 426 memory, and what
-    it learnt about each server (``ids_cross_transports[base URL] = False`` once a gateway refused an id that
-    the other transport issued)."""
+    it learnt about each server (``ids_cross_transports[(base URL, issuing transport, using transport)] = False``
+    once a gateway refused an id that the other transport issued)."""
 
     ws: Transport
     sse: Transport
     default: str
     refusals: WSRefusalMemory
-    ids_cross_transports: dict[str, bool]
+    ids_cross_transports: dict[tuple[str, str, str], bool]
 
     def warming(self, chain: str) -> asyncio.Task[Any] | None: ...
 
@@ -110,9 +110,10 @@ async def run_turn(
     def make_request(info: ConnectionInfo) -> dict[str, Any]:
         same = info.cached_response_id is not None and info.cached_response_id == chain.previous_response_id
         # A gateway whose ids do not cross transports (learnt from a refusal): resend rather than send a doomed id.
+        issuer = chain.last_transport
         foreign = (
-            chain.last_transport not in (None, info.transport)
-            and env.ids_cross_transports.get(_server(settings), True) is False
+            issuer not in (None, info.transport)
+            and env.ids_cross_transports.get((_server(settings), issuer, info.transport), True) is False
         )
         plan = chain.plan(
             items,
@@ -135,6 +136,7 @@ async def run_turn(
 
     tried: set[Action] = set()
     fresh = False
+    refused_upgrade: ResponsesError | None = None  # a 401/403 on the upgrade, while its SSE try runs
     while True:
         carrier = env.ws if transport == "ws" else env.sse
         try:
@@ -166,8 +168,14 @@ async def run_turn(
             )
             action = decision.action
             if action is Action.FAIL:
+                if refused_upgrade is not None and _unhelpful_after_refused_upgrade(exc):
+                    # The upgrade refused the key and the SSE try answered with something else (LiteLLM without a
+                    # database: 400 "No connected db."): the key is the problem the user must fix.
+                    raise refused_upgrade from None
                 raise
             tried.add(action)
+            if action is Action.FALLBACK and classify(exc) is Failure.AUTH:
+                refused_upgrade = exc
             if action is Action.BACKOFF:
                 result.retries += 1
                 rec(
@@ -187,8 +195,9 @@ async def run_turn(
             if decision.notice:
                 rec(Notice(decision.notice, {"reason": decision.reason}))
             if action is Action.RESEND and by_id and chain.last_transport not in (None, transport):
-                # A by-id request across transports was refused: this server's ids do not cross transports.
-                env.ids_cross_transports[_server(settings)] = False
+                # A by-id request across transports was refused: this server's ids issued over the other transport
+                # are not valid over this one (LiteLLM: HTTP resolves WS ids, WS does not resolve HTTP ids).
+                env.ids_cross_transports[(_server(settings), chain.last_transport, transport)] = False
             if action is Action.RETRY:
                 fresh = True
                 if decision.notice == "reconnect":
@@ -225,6 +234,12 @@ async def run_turn(
             result.incomplete_reason = details.get("reason") if isinstance(details, dict) else None
         else:
             result.error = failed_error(terminal, outcome.error_event, outcome.request_id)
+
+
+def _unhelpful_after_refused_upgrade(exc: ResponsesError) -> bool:
+    """An SSE answer that says nothing better than the upgrade's 401/403 did (a 4xx that is not a rate limit)."""
+    status = getattr(exc, "status", None)
+    return isinstance(exc, APIError) and status is not None and 400 <= status < 500 and status != 429
 
 
 def _server(settings: Settings) -> str:

@@ -725,3 +725,13 @@ def test_an_oversized_request_says_it_is_too_big_not_check_the_network() -> None
         r = s.respond("y" * 200_000)
     assert getattr(r.error, "code", None) == 1009
     assert "too big" in str(r.error) and "Check the network" not in str(r.error)
+
+
+def test_a_refused_upgrade_then_an_unhelpful_sse_answer_is_reported_as_the_key_problem(session, emu):
+    """LiteLLM without a database refuses an unknown key with 403 on the upgrade and 400 "No connected db." over
+    HTTP: the user is told about the key (the real cause), not asked to fix the request."""
+    emu.add_fault(Fault("refuse_upgrade", status=403))
+    emu.add_fault(Fault("error", status=400, transport="sse", message="No connected db."))
+    r = session.respond("who am I")
+    assert isinstance(r.error, AuthenticationError) and r.error.status == 403
+    assert "OPENAI_API_KEY" in str(r.error) and r.fallback_reason and r.retries == 0

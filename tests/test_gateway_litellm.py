@@ -162,12 +162,6 @@ def switching_chain(gw: LiteLLMProxy) -> tuple[list[Any], list[ConnectionLog]]:
     return results, upstream(gw, mark)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="after the one refused WS turn the session learns that the gateway's ids do not cross transports and "
-    "resends the transcript on every later turn, SSE ones too, although LiteLLM's HTTP route resolves the ids its "
-    "WS route minted (issue 11 item 1: the chain remembers which transport issued each id)",
-)
 def test_sse_turns_after_websocket_turns_go_by_id(gw: LiteLLMProxy) -> None:
     """LiteLLM's HTTP route resolves the ids its WebSocket route minted: nothing needs resending."""
     results, conns = switching_chain(gw)
@@ -217,12 +211,6 @@ def test_a_wrong_key_fails_the_turn_and_is_never_shown(gw: LiteLLMProxy) -> None
     assert not upstream(gw, mark)  # the proxy refused it: nothing reached the model
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a key the proxy does not know, on LiteLLM without a database: WS upgrade 403, then SSE 400 `No "
-    "connected db.`; shown as 'No connected db. (HTTP 400) Fix the request', not as a key problem naming "
-    "OPENAI_API_KEY (issue 11 item 1)",
-)
 def test_a_wrong_key_is_reported_as_a_key_problem(gw: LiteLLMProxy) -> None:
     with session(gw, api_key=WRONG_KEY, transport="ws") as s:
         r = s.respond("Let me in")
@@ -354,12 +342,6 @@ def test_respond_with_a_wrong_key_fails_and_the_key_is_nowhere_in_iopub(
     assert gw.key not in wire
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a key the proxy does not know, on LiteLLM without a database: WS upgrade 403, then SSE 400 `No "
-    "connected db.`; shown as 'No connected db. (HTTP 400) Fix the request', not as a key problem naming "
-    "OPENAI_API_KEY (issue 11 item 1)",
-)
 def test_respond_with_a_wrong_key_names_the_key_variable(wrong_key_cell: Execution) -> None:
     text = shown_error(wrong_key_cell)
     assert "OPENAI_API_KEY" in text and "Fix the request" not in text, text
