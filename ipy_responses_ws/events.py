@@ -204,7 +204,12 @@ def error_from_http(status: int, body: bytes | str, headers: Any = None) -> APIE
     except (ValueError, TypeError):
         text = body.decode("utf-8", "replace") if isinstance(body, bytes) else body
         err = {"message": text.strip()[:300] or None}
-    keep = {k: v for k, v in hdrs.items() if k.startswith(("retry-after", "x-ratelimit"))}
+    # LiteLLM's proxy renames the upstream's retry-after to llm_provider-retry-after(-ms): keep both spellings.
+    keep = {
+        k: v
+        for k, v in hdrs.items()
+        if k.startswith(("retry-after", "x-ratelimit", "llm_provider-retry-after"))
+    }
     return api_error_from_status(
         status,
         message=err.get("message") if isinstance(err.get("message"), str) else None,

@@ -233,7 +233,9 @@ def server_retry_after(exc: ResponsesError) -> float | None:
 def parse_retry_after(headers: dict[str, str]) -> float | None:
     """``retry-after-ms``, then ``retry-after`` (seconds or an HTTP date), then the reset time of an exhausted
     ``x-ratelimit-*`` budget (``x-ratelimit-remaining-requests: 0`` with ``x-ratelimit-reset-requests: 1.5s``)."""
-    low = {str(k).lower(): str(v) for k, v in headers.items()}
+    low = {
+        str(k).lower().removeprefix("llm_provider-"): str(v) for k, v in headers.items()
+    }  # LiteLLM's names
     if "retry-after-ms" in low:
         with contextlib.suppress(ValueError):
             return float(low["retry-after-ms"]) / 1000.0

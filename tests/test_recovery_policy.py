@@ -634,3 +634,13 @@ def test_a_proxy_refusing_the_tunnel_is_named_in_the_fallback_reason() -> None:
     assert d.action is Action.FALLBACK and "proxy from HTTPS_PROXY" in d.reason and "407" in d.reason
     assert "secret" not in d.reason
     assert_fail(sse(err, max_retries=2))  # a 407 will not change on a retry
+
+
+def test_litellm_renamed_retry_after_is_honoured() -> None:
+    from ipy_responses_ws.events import error_from_http
+
+    err = error_from_http(
+        429, b'{"error":{"message":"busy","code":"429"}}', {"llm_provider-retry-after": "2"}
+    )
+    d = sse(err, max_retries=2, rand=0.0)
+    assert d.action is Action.BACKOFF and d.delay == 2.0
