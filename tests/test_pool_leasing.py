@@ -149,3 +149,22 @@ def test_alternating_two_endpoints_keeps_a_socket_for_each(emu: Emulator) -> Non
     assert all(t.ok for t in turns)
     assert handshakes == 2
     assert not any(t.resent_transcript for t in turns)  # each chain kept its socket and its cached parent
+
+
+def test_a_request_that_cannot_be_built_leaves_its_socket_clean(emu: Emulator) -> None:
+    """Nothing reached the server, so nothing streams into the socket: the chain keeps it (and its cached parent)."""
+    with ResponsesSession(base_url=emu.base_url, api_key=KEY, store=False) as s:
+        first = s.respond("one")
+
+        def cannot_build(info):  # a request builder that fails after the socket was leased
+            raise ValueError("cannot build this request")
+
+        async def attempt() -> None:
+            with pytest.raises(ValueError):
+                await s.ws.run(cannot_build, lambda _item: None, settings=s.settings, affinity="default")
+
+        s._runtime.run(attempt(), timeout=5)
+        second = s.respond("two")
+        handshakes = s.status()["handshakes"]
+    assert first.ok and second.ok and second.text == reply_for(["one", "two"])
+    assert handshakes == 1 and not second.resent_transcript

@@ -37,7 +37,7 @@ import aiohttp
 
 from ..errors import APIError, ConnectionClosedError, PoolClosedError
 from ..events import Notice, ServerEvent
-from ..stream import CONNECTION_LIMIT_CODE, ResponseStream
+from ..stream import CONNECTION_LIMIT_CODE, Phase, ResponseStream
 from . import ConnectionInfo, Emit, MakeRequest, Outcome, ws_target
 from .ws import Lease, WSConnection, close_ws, describe, open_websocket
 
@@ -338,8 +338,9 @@ class WSPool:
         conn = lease.conn
         if conn.leases.get(lease.stream_id) is lease:
             del conn.leases[lease.stream_id]
-        if not lease.ended:
-            # Abandoned (cancel, timeout, a broken consumer): the server keeps streaming that response.
+        if not lease.ended and lease.stream.phase is not Phase.CONNECT:
+            # Abandoned after the request went out (cancel, timeout, a broken consumer): the server keeps
+            # streaming that response. (Nothing sent, e.g. cancelled while building the request: still clean.)
             conn.cache[lease.stream_id] = None
             if lease.stream_id is None:
                 conn.retired = True  # dirty: never reused (DESIGN.md §3)
