@@ -29,7 +29,7 @@ __all__ = [
 ]
 
 # A stream ends at exactly one of these (PROTOCOL.md §2.7). The obsolete v1 terminal ``response.done``
-# (§1.2, §7.10) is not in this set: the transports map it with :func:`from_legacy_done`, by its status.
+# (§1.2, §7.10) is not in this set: the response stream maps it with :func:`from_legacy_done`, by its status.
 TERMINAL_TYPES = frozenset({"response.completed", "response.incomplete", "response.failed"})
 
 NOTICE_KINDS = frozenset({"connecting", "connected", "fallback", "retry", "resend", "reconnect"})
@@ -127,6 +127,14 @@ def parse_event(payload: str | bytes | bytearray | dict[str, Any]) -> ServerEven
     return ServerEvent(etype, data)
 
 
+_LEGACY_STATUS = {
+    "completed": "response.completed",
+    "incomplete": "response.incomplete",
+    "failed": "response.failed",
+    "cancelled": "response.failed",  # a cancelled background response ends as failed; its status is kept
+}
+
+
 def from_legacy_done(ev: ServerEvent) -> ServerEvent | None:
     """Map the obsolete v1 terminal ``response.done`` (§1.2, §7.10) to the current terminal event.
 
@@ -134,9 +142,10 @@ def from_legacy_done(ev: ServerEvent) -> ServerEvent | None:
     the status says nothing usable (the stream then ends with a clear "no terminal event" error).
     """
     status = (ev.response or {}).get("status")
-    if status in ("completed", "incomplete", "failed"):
-        return ServerEvent(f"response.{status}", {**ev.data, "type": f"response.{status}"})
-    return None
+    mapped = _LEGACY_STATUS.get(status) if status.__class__ is str else None  # an odd status must not raise
+    if mapped is None:
+        return None
+    return ServerEvent(mapped, {**ev.data, "type": mapped})
 
 
 def _preview(payload: Any, limit: int = 120) -> str:

@@ -135,11 +135,6 @@ class ResponsesSession:
     def transport(self) -> str:
         return self._transport
 
-    @property
-    def default(self) -> str:
-        """The transport a turn uses when its call names none (``turn.Transports``)."""
-        return self._transport
-
     def warming(self, chain: str) -> asyncio.Task[Any] | None:
         """The chain's warm-up in flight, if any (loop thread only)."""
         return self._warming.get(chain)

@@ -36,7 +36,7 @@ from collections.abc import Container
 from typing import Any
 
 from .errors import APIError, ProtocolError, ResponsesError, StreamTimeoutError
-from .events import ServerEvent, error_from_event, parse_event
+from .events import TERMINAL_TYPES, ServerEvent, error_from_event, from_legacy_done, parse_event
 
 __all__ = [
     "ResponseStream",
@@ -47,8 +47,6 @@ __all__ = [
     "CONNECTION_LIMIT_CODE",
 ]
 
-#: A stream ends at exactly one of these (§2.7); ``response.done`` is mapped onto them by status.
-TERMINAL_TYPES = frozenset({"response.completed", "response.incomplete", "response.failed"})
 #: Deltas of something a user sees: the first one ends the thinking wait.
 OUTPUT_DELTA_TYPES = frozenset(
     {
@@ -65,12 +63,6 @@ OUTPUT_DELTA_TYPES = frozenset(
 )
 CONNECTION_LIMIT_CODE = "websocket_connection_limit_reached"
 _STARTED_TYPES = frozenset({"response.created", "response.queued", "response.in_progress"})
-_LEGACY_STATUS = {
-    "completed": "response.completed",
-    "incomplete": "response.incomplete",
-    "failed": "response.failed",
-    "cancelled": "response.failed",
-}
 
 
 class Step(enum.Enum):
@@ -206,16 +198,15 @@ class ResponseStream:
         if etype == "error":
             return self._on_error(ev)
         if etype == "response.done":
-            status = (resp or {}).get("status") if resp.__class__ is dict else None  # type: ignore[union-attr]
-            mapped = _LEGACY_STATUS.get(status) if status.__class__ is str else None  # type: ignore[arg-type]
+            mapped = from_legacy_done(ev)
             if mapped is None:
                 # A v1 terminal whose status says nothing usable: deliver it, and keep waiting (the stream
                 # then ends with a clear "no terminal event" error or a timeout).
                 self._accept(now)
                 self.event = ev
                 return Step.EMIT
-            ev = ServerEvent(mapped, {**data, "type": mapped})
-            etype = mapped
+            ev = mapped
+            etype = mapped.type
         if etype in TERMINAL_TYPES:
             if self.response_id is None and rid is not None:
                 self.response_id = rid

@@ -73,13 +73,13 @@ class WSRefusalMemory:
 
 
 class Transports(Protocol):
-    """What a turn needs from its session: the two transports, the session's choice, the 426 memory, and what
+    """What a turn needs from its session: the two transports, its choice between them, the 426 memory, and what
     it learnt about each server (``ids_cross_transports[(base URL, issuing transport, using transport)] = False``
     once a gateway refused an id that the other transport issued)."""
 
     ws: Transport
     sse: Transport
-    default: str
+    transport: str  # the session's choice, for a turn whose call names none
     refusals: WSRefusalMemory
     ids_cross_transports: dict[tuple[str, str, str], bool]
 
@@ -94,7 +94,7 @@ async def run_turn(
         chain.reset()
     epoch = chain.epoch
     items = spec.items
-    transport = spec.transport or env.default
+    transport = spec.transport or env.transport
     if transport == "ws" and spec.transport is None and env.refusals.blocks(settings):
         transport = "sse"
         result.fallback_reason = env.refusals.reason

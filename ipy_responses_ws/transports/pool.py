@@ -35,9 +35,9 @@ from typing import TYPE_CHECKING, Any
 
 import aiohttp
 
-from ..errors import APIError, ConnectionClosedError, PoolClosedError
+from ..errors import ConnectionClosedError, PoolClosedError
 from ..events import Notice, ServerEvent
-from ..stream import CONNECTION_LIMIT_CODE, Phase, ResponseStream
+from ..stream import Phase, ResponseStream
 from . import ConnectionInfo, Emit, MakeRequest, Outcome, ws_target
 from .ws import Lease, WSConnection, close_ws, describe, open_websocket
 
@@ -118,7 +118,7 @@ class WSPool:
             idle_timeout=settings.idle_timeout,
             finished=conn.finished,
         )
-        lease = Lease(conn, lane, stream, emit, loop.create_future(), reused)
+        lease = Lease(conn, lane, stream, emit, loop.create_future())
         try:
             now = loop.time()
             info = ConnectionInfo("ws", conn.id, reused, conn.age(now), conn.cache.get(lane), lane)
@@ -153,10 +153,6 @@ class WSPool:
             return Outcome(
                 "ws", terminal, connection_id=conn.id, request=frame, error_event=stream.error_event
             )
-        except APIError as exc:
-            if exc.code == CONNECTION_LIMIT_CODE:
-                conn.retired = True
-            raise
         finally:
             lease.disarm()
             self._release(lease, key)

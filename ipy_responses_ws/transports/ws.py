@@ -81,7 +81,7 @@ class _Finished:
 class Lease:
     """One request on one connection: its stream, its consumer, and the future its turn awaits."""
 
-    __slots__ = ("conn", "stream_id", "stream", "emit", "future", "reused", "timer", "context", "_armed_for")
+    __slots__ = ("conn", "stream_id", "stream", "emit", "future", "timer", "context", "_armed_for")
 
     def __init__(
         self,
@@ -90,14 +90,12 @@ class Lease:
         stream: ResponseStream,
         emit: Emit,
         future: asyncio.Future[ServerEvent],
-        reused: bool,
     ) -> None:
         self.conn = conn
         self.stream_id = stream_id
         self.stream = stream
         self.emit = emit
         self.future = future
-        self.reused = reused
         self.timer: asyncio.TimerHandle | None = None
         # The turn's context (a copy of the submitting cell's): the reader delivers this lease's events in it,
         # so widget messages of a background cell carry that cell's parent header, not the one of whichever
@@ -157,7 +155,6 @@ class WSConnection:
         "error",
         "retired",
         "reader",
-        "stale_dropped",
         "_on_dead",
     )
 
@@ -186,7 +183,6 @@ class WSConnection:
         self.error: ResponsesError | None = None  # why it died
         self.retired = False  # takes no new request (dirty, connection cap, lane names used up)
         self.reader: asyncio.Task[None] | None = None
-        self.stale_dropped = 0
         self._on_dead = on_dead
 
     def age(self, now: float) -> float:
@@ -263,7 +259,6 @@ class WSConnection:
                     self._end(other)
                     other.fail(err)
                 return None
-            self.stale_dropped += 1
             log.debug("%s: dropped a stale %s frame", self.id, ev.type)
             return None
         stream = lease.stream
@@ -277,9 +272,8 @@ class WSConnection:
             lease.context.run(lease.emit, stream.event)  # type: ignore[arg-type]
             if not lease.future.done():
                 lease.future.set_result(stream.event)  # type: ignore[arg-type]
-        elif step is Step.DROP:
-            pass  # stale for this response, or an error kept until response.failed (stream.dropped counts)
-        else:  # FAIL or RECONNECT
+        elif step is not Step.DROP:
+            # FAIL or RECONNECT (a DROP is a stale frame, or an error kept until response.failed)
             self._end(lease)
             if step is Step.RECONNECT:
                 self.retired = True  # the server will take no new response here (connection cap, §1.9)
