@@ -4,8 +4,10 @@ events, a scripted answer. Fixtures stay in the test modules that use them."""
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
+
+import pytest
 
 from ipy_responses_ws import ResponsesSession
 from ipy_responses_ws.emulator import Emulator
@@ -18,6 +20,21 @@ FAST_TIMEOUTS = {"connect_timeout": 5.0, "first_event_timeout": 5.0, "idle_timeo
 def new_session(emu: Emulator, key: str, **kw: Any) -> ResponsesSession:
     """A session on *emu* with the test model and short timeouts (overridable)."""
     return ResponsesSession(base_url=emu.base_url, api_key=key, model="gpt-test", **{**FAST_TIMEOUTS, **kw})
+
+
+def session_fixture(key: str) -> Any:
+    """A function-scoped ``session`` fixture on the test module's ``emu`` fixture: a :func:`new_session` with *key*,
+    with the emulator's faults cleared before and after (``session = session_fixture(KEY)`` in the module)."""
+
+    @pytest.fixture
+    def session(emu: Emulator) -> Iterator[ResponsesSession]:
+        emu.clear_faults()
+        s = new_session(emu, key)
+        yield s
+        s.close()
+        emu.clear_faults()
+
+    return session
 
 
 def wait_for(pred: Callable[[], Any], timeout: float = 3.0) -> bool:

@@ -8,17 +8,17 @@ holds the parent is gone, and no tool call chained without its output.
 from __future__ import annotations
 
 import _thread
+import functools
 import threading
 import time
 from typing import Any
 
 import pytest
-from engine_helpers import collect, notice_kinds, wait_for
+from engine_helpers import collect, notice_kinds, session_fixture, wait_for
 from engine_helpers import new_session as _new_session
 
 from ipy_responses_ws.emulator import Emulator, Fault, reply_for
 from ipy_responses_ws.events import Notice, ServerEvent
-from ipy_responses_ws.session import ResponsesSession
 
 KEY = "sk-test-FAKE-engine-chain-0123456789"
 WORDS = 80
@@ -40,17 +40,8 @@ def slow_emu():
         yield e
 
 
-def new_session(emu: Emulator, **kw: Any) -> ResponsesSession:
-    return _new_session(emu, KEY, **kw)
-
-
-@pytest.fixture
-def session(emu):
-    emu.clear_faults()
-    s = new_session(emu)
-    yield s
-    s.close()
-    emu.clear_faults()
+new_session = functools.partial(_new_session, key=KEY)
+session = session_fixture(KEY)
 
 
 def frames_since(emu: Emulator, since: int) -> list[dict[str, Any]]:

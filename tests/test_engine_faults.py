@@ -9,6 +9,7 @@ tiny server on 127.0.0.1:0 inside the test.
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import time
 from typing import Any
@@ -17,7 +18,7 @@ from urllib.parse import urlsplit
 import aiohttp
 import pytest
 from aiohttp import web
-from engine_helpers import collect, notice_kinds, scripted_no_delta_answer, wait_for
+from engine_helpers import collect, notice_kinds, scripted_no_delta_answer, session_fixture, wait_for
 from engine_helpers import new_session as _new_session
 
 from ipy_responses_ws.emulator import Emulator, Fault, reply_for
@@ -44,17 +45,8 @@ def emu():
         yield e
 
 
-def new_session(emu: Emulator, **kw: Any) -> ResponsesSession:
-    return _new_session(emu, KEY, **kw)
-
-
-@pytest.fixture
-def session(emu):
-    emu.clear_faults()
-    s = new_session(emu)
-    yield s
-    s.close()
-    emu.clear_faults()
+new_session = functools.partial(_new_session, key=KEY)
+session = session_fixture(KEY)
 
 
 def logs_since(emu, since, transport=None):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 
 import pytest
+from engine_helpers import new_session
 
 from ipy_responses_ws.emulator import Emulator, Fault, reply_for
 from ipy_responses_ws.errors import ConnectionClosedError
@@ -147,15 +148,7 @@ def test_lane_names_of_interrupted_turns_count_toward_the_servers_limit() -> Non
 def test_lanes_move_on_after_an_abandon_and_forget_the_drained_lane() -> None:
     with (
         Emulator(api_key=KEY).run_in_thread() as e,
-        ResponsesSession(
-            base_url=e.base_url,
-            api_key=KEY,
-            model="gpt-test",
-            use_stream_lanes=True,
-            connect_timeout=5.0,
-            first_event_timeout=5.0,
-            idle_timeout=5.0,
-        ) as s,
+        new_session(e, KEY, use_stream_lanes=True) as s,
     ):
         assert s.respond("first").ok
         e.add_fault(Fault(kind="stall", after=6, seconds=2.0))  # the first delta comes before the stall

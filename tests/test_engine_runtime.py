@@ -17,6 +17,7 @@ import time
 
 import pytest
 from aiohttp import WSMsgType, web
+from engine_helpers import new_session
 
 from ipy_responses_ws import runtime as runtime_mod
 from ipy_responses_ws.emulator import Emulator, reply_for
@@ -426,14 +427,7 @@ def _slow_emulator() -> Emulator:
 
 
 def _bounded_session(emu: Emulator) -> ResponsesSession:
-    return ResponsesSession(
-        base_url=emu.base_url,
-        api_key=KEY,
-        model="gpt-test",
-        connect_timeout=5.0,
-        first_event_timeout=5.0,
-        idle_timeout=5.0,
-    )
+    return new_session(emu, KEY)
 
 
 def test_stop_all_from_an_event_callback_does_not_freeze_the_loop():

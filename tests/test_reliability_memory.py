@@ -14,11 +14,11 @@ import time
 from collections.abc import Iterator
 
 import pytest
+from engine_helpers import new_session
 from kernel_helpers import Kernel
 
 from ipy_responses_ws.emulator import Emulator
 from ipy_responses_ws.events import Notice
-from ipy_responses_ws.session import ResponsesSession
 
 KEY = "sk-test-FAKE-memory-0123456789abcdef"
 WORDS = 34_000  # a ~200 KB answer, ~45,000 deltas
@@ -77,14 +77,7 @@ def test_background_long_answers_do_not_grow_the_kernel(kernel: Kernel) -> None:
 def test_on_event_turns_feed_the_callback_only_and_polled_turns_still_queue() -> None:
     with (
         Emulator(api_key=KEY).run_in_thread() as emu,
-        ResponsesSession(
-            base_url=emu.base_url,
-            api_key=KEY,
-            model="gpt-test",
-            connect_timeout=5.0,
-            first_event_timeout=5.0,
-            idle_timeout=5.0,
-        ) as s,
+        new_session(emu, KEY) as s,
     ):
         seen: list = []
         h = s.start("background", on_event=seen.append)

@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 from aiohttp import web
-from engine_helpers import wait_for
+from engine_helpers import new_session, wait_for
 from inline_server import serve
 
 from ipy_responses_ws import ResponsesSession
@@ -107,15 +107,7 @@ def test_a_stray_frame_after_the_terminal_is_never_the_next_answer(kind: str, la
 
 def test_no_stale_frames_after_cancel_even_when_the_pool_is_full() -> None:
     with Emulator(api_key=KEY, token_rate=300.0, answer_words=WORDS).run_in_thread() as slow_emu:
-        s = ResponsesSession(
-            base_url=slow_emu.base_url,
-            api_key=KEY,
-            model="gpt-test",
-            pool_size=1,
-            connect_timeout=5.0,
-            first_event_timeout=5.0,
-            idle_timeout=5.0,
-        )
+        s = new_session(slow_emu, KEY, pool_size=1)
         try:
             h = s.start("interrupt me", chain="a")
             seen = 0

@@ -8,17 +8,17 @@ mid-stream. Against the emulator on loopback, through the public ``ResponsesSess
 
 from __future__ import annotations
 
+import functools
 import json
 from typing import Any
 
 import pytest
-from engine_helpers import collect, notice_kinds, scripted_no_delta_answer
+from engine_helpers import collect, notice_kinds, scripted_no_delta_answer, session_fixture
 from engine_helpers import new_session as _new_session
 
 from ipy_responses_ws.emulator import Emulator, Fault, reply_for
 from ipy_responses_ws.events import Notice, ServerEvent
 from ipy_responses_ws.render import footer_text
-from ipy_responses_ws.session import ResponsesSession
 
 KEY = "sk-test-FAKE-turn-results-0123456789"
 
@@ -40,17 +40,8 @@ def emu():
         yield e
 
 
-def new_session(emu: Emulator, **kw: Any) -> ResponsesSession:
-    return _new_session(emu, KEY, **kw)
-
-
-@pytest.fixture
-def session(emu):
-    emu.clear_faults()
-    s = new_session(emu)
-    yield s
-    s.close()
-    emu.clear_faults()
+new_session = functools.partial(_new_session, key=KEY)
+session = session_fixture(KEY)
 
 
 # --- row 38: the final text comes from the completed response when no deltas came -----------------------
