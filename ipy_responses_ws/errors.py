@@ -35,6 +35,7 @@ from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 from .redact import MASK, REDACTED, redact, redact_url, register_secret
+from .retry_after import parse_retry_after
 
 __all__ = [
     "ResponsesError",
@@ -439,22 +440,6 @@ class PoolClosedError(ResponsesError):
         return "The session is closed."
 
 
-def _parse_retry_after(headers: Mapping[str, str] | None) -> float | None:
-    """``retry-after-ms`` wins over ``retry-after`` (seconds), as in openai-python (PROTOCOL.md §3)."""
-    if not headers:
-        return None
-    lowered = {str(k).lower(): v for k, v in headers.items()}
-    for name, scale in (("retry-after-ms", 1000.0), ("retry-after", 1.0)):
-        raw = lowered.get(name)
-        if raw is None:
-            continue
-        try:
-            return float(raw) / scale
-        except (TypeError, ValueError):
-            continue
-    return None
-
-
 def api_error_from_status(
     status: int | None,
     *,
@@ -476,7 +461,7 @@ def api_error_from_status(
     if status in (401, 403) or code == "invalid_api_key":
         return AuthenticationError(msg, **kw)
     if status == 429 or code in ("rate_limit_exceeded", "insufficient_quota"):
-        return RateLimitError(msg, retry_after=_parse_retry_after(headers), **kw)
+        return RateLimitError(msg, retry_after=parse_retry_after(headers), **kw)
     if status in (404, 405) and not code:
         # No OpenAI error code: the URL itself is wrong (a gateway's 404 page), not the request.
         return APIError(msg, hint=_NOT_FOUND_HINT, **kw)

@@ -31,12 +31,8 @@ the chain itself resends the transcript there (``chain.Chain.plan``); the policy
 
 from __future__ import annotations
 
-import contextlib
-import datetime
-import email.utils
 import enum
 import random
-import re
 from dataclasses import dataclass
 
 from .errors import (
@@ -51,6 +47,7 @@ from .errors import (
     ResponseFailedError,
     ResponsesError,
 )
+from .retry_after import parse_retry_after
 from .stream import CONNECTION_LIMIT_CODE
 
 __all__ = ["Action", "Failure", "Decision", "classify", "decide", "retry_delay", "parse_retry_after"]
@@ -226,44 +223,7 @@ def server_retry_after(exc: ResponsesError) -> float | None:
     after = getattr(exc, "retry_after", None)
     if isinstance(after, int | float):
         return float(after)
-    headers = getattr(exc, "headers", None) or {}
-    return parse_retry_after(headers)
-
-
-def parse_retry_after(headers: dict[str, str]) -> float | None:
-    """``retry-after-ms``, then ``retry-after`` (seconds or an HTTP date), then the reset time of an exhausted
-    ``x-ratelimit-*`` budget (``x-ratelimit-remaining-requests: 0`` with ``x-ratelimit-reset-requests: 1.5s``)."""
-    low = {
-        str(k).lower().removeprefix("llm_provider-"): str(v) for k, v in headers.items()
-    }  # LiteLLM's names
-    if "retry-after-ms" in low:
-        with contextlib.suppress(ValueError):
-            return float(low["retry-after-ms"]) / 1000.0
-    if "retry-after" in low:
-        raw = low["retry-after"]
-        with contextlib.suppress(ValueError):
-            return float(raw)
-        with contextlib.suppress(TypeError, ValueError, IndexError):
-            when = email.utils.parsedate_to_datetime(raw)
-            return max(0.0, (when - datetime.datetime.now(when.tzinfo)).total_seconds())
-    for kind in ("requests", "tokens"):
-        if low.get(f"x-ratelimit-remaining-{kind}") == "0" and f"x-ratelimit-reset-{kind}" in low:
-            seconds = parse_duration(low[f"x-ratelimit-reset-{kind}"])
-            if seconds is not None:
-                return seconds
-    return None
-
-
-_DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h)")
-_UNIT = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
-
-
-def parse_duration(text: str) -> float | None:
-    """OpenAI's rate-limit reset format: ``20ms``, ``1.5s``, ``6m0s``, ``1h2m3s``."""
-    parts = _DURATION.findall(text.strip())
-    if not parts or "".join(n + u for n, u in parts) != text.strip():
-        return None
-    return sum(float(n) * _UNIT[u] for n, u in parts)
+    return parse_retry_after(getattr(exc, "headers", None))
 
 
 def _backoff(exc: ResponsesError, why: str, retries: int, max_retries: int, rand: float | None) -> Decision:

@@ -26,6 +26,7 @@ LAYER = {
     "sse": CORE,
     "stream": CORE,
     "recovery": CORE,
+    "retry_after": CORE,
     "chain": CORE,
     # I/O
     "runtime": IO,
