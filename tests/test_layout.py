@@ -28,6 +28,13 @@ LAYER = {
     "recovery": CORE,
     "retry_after": CORE,
     "chain": CORE,
+    "tool_schema": CORE,
+    "toolbox": CORE,
+    "dataview": CORE,
+    "attachments": CORE,
+    "last_error": CORE,
+    "pricing": CORE,
+    "export": CORE,
     # I/O
     "runtime": IO,
     "transports": IO,
@@ -39,6 +46,7 @@ LAYER = {
     "results": SESSION,
     "turn": SESSION,
     "session": SESSION,
+    "tool_loop": SESSION,
     # the notebook face (the rendering modules among them are pure: see PURE_VIEW)
     "markdown": FACE,
     "pacing": FACE,
@@ -47,6 +55,7 @@ LAYER = {
     "bundle": FACE,
     "view_state": FACE,
     "render": FACE,
+    "tool_view": FACE,
     "live_view": FACE,
     "panel": FACE,
     "widgets": FACE,
@@ -62,7 +71,7 @@ LAYER = {
     "__main__": ENTRY,
     "": ENTRY,  # the package's __init__
 }
-PURE_VIEW = {"markdown", "pacing", "status_text", "blocks", "bundle", "view_state", "render"}
+PURE_VIEW = {"markdown", "pacing", "status_text", "blocks", "bundle", "view_state", "render", "tool_view"}
 JUPYTER = ("IPython", "ipywidgets", "ipykernel", "traitlets")
 MAX_LINES = 500
 
