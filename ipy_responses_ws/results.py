@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 from .chain import paragraph_break
 from .errors import ResponsesError
 from .events import Notice, ServerEvent
+from .toolbox import ToolCall
 
 if TYPE_CHECKING:
     from .runtime import Runtime
@@ -65,6 +66,9 @@ class TurnResult:
     )
     connection_id: str | None = None
     profile: str | None = None  # the endpoint profile that served it (profiles.py), None without one
+    # A turn with Python tools (tool_loop.py) is several responses ("steps"); these are its function calls, in order.
+    tool_calls: list[ToolCall] = field(default_factory=list)
+    steps: int = 1
 
     @property
     def ok(self) -> bool:
