@@ -171,6 +171,92 @@ class Chain:
         # call_ids of the function calls the last completed response made. The next turn must answer each
         # with a function_call_output, or the real API rejects a by-id request ("No tool output found").
         self.pending_calls: list[str] = []
+        # function_call_output items owed for pending_calls whose turn ended before it could send them (an
+        # interrupted tool, a failed step, the step limit): the next turn sends them first (:meth:`owed`).
+        self.carry: list[dict[str, Any]] = []
+        # The active branch: for each completed turn started by a notebook cell, (cell id, the chain's state
+        # just before it). Re-running that cell rewinds to that state (:meth:`rewind_for`): a fork.
+        self.marks: list[tuple[str, dict[str, Any]]] = []
+        self.forks = 0  # how many times a re-run cell forked the conversation
+
+    _STATE = (
+        "previous_response_id",
+        "transcript",
+        "turns",
+        "last_transport",
+        "last_store",
+        "connection_id",
+        "last_model",
+        "pending_calls",
+        "carry",
+    )
+
+    def save(self) -> dict[str, Any]:
+        """The state a turn starts from (cheap: lists are copied, their items shared; items are never mutated)."""
+        state = {key: getattr(self, key) for key in self._STATE}
+        for key in ("transcript", "pending_calls", "carry"):
+            state[key] = list(state[key])
+        return state
+
+    def _restore(self, state: dict[str, Any]) -> None:
+        for key in self._STATE:
+            value = state[key]
+            setattr(self, key, list(value) if isinstance(value, list) else value)
+
+    def cell_turn(self, cell_id: str) -> int | None:
+        """The turn number (1-based) of the active branch that *cell_id* started, if any."""
+        for cell, state in self.marks:
+            if cell == cell_id:
+                return int(state["turns"]) + 1
+        return None
+
+    def branch_from(self, cell_id: str) -> Chain | None:
+        """For a re-run of *cell_id*: a copy of this chain as it was before that cell's turn, or None when the
+        cell has no turn on the active branch (the new turn then continues from the tail, as always).
+
+        The turn plans and commits on the copy; only a completed turn makes it the chain (:meth:`adopt`), so
+        a failed re-run leaves the conversation as it was.
+        """
+        for index, (cell, state) in enumerate(self.marks):
+            if cell == cell_id:
+                fork = Chain(self.name)
+                fork.epoch = self.epoch
+                fork._restore(state)
+                fork.marks = self.marks[:index]
+                fork.forks = self.forks + 1
+                return fork
+        return None
+
+    def adopt(self, fork: Chain) -> None:
+        """Make *fork* (from :meth:`branch_from`, now committed) the active branch."""
+        self._restore(fork.save())
+        self.marks = list(fork.marks)
+        self.forks = fork.forks
+
+    def mark(self, cell_id: str, before: dict[str, Any]) -> None:
+        """Record that the turn just committed came from *cell_id* and started from *before*."""
+        self.marks.append((cell_id, before))
+
+    def owe(self, outputs: list[dict[str, Any]]) -> None:
+        """Remember *outputs* (``function_call_output`` items) for pending calls, to send with the next turn.
+
+        Outputs for calls that are not pending (a reset happened, or the step that asked never completed) are
+        ignored: answering a call the chain's parent did not make is a 400 too.
+        """
+        pending = set(self.pending_calls)
+        have = {it.get("call_id") for it in self.carry}
+        for item in outputs:
+            cid = item.get("call_id")
+            if cid in pending and cid not in have:
+                self.carry.append(dict(item))
+                have.add(cid)
+
+    def owed(self, new_items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """The carried outputs that *new_items* do not answer themselves, to go first in the next request."""
+        if not self.carry:
+            return []
+        answered = {it.get("call_id") for it in new_items if it.get("type") == "function_call_output"}
+        return [it for it in self.carry if it.get("call_id") not in answered]
 
     def continue_from(self, other: Chain) -> None:
         """Take over *other*'s conversation, whole (a new session after ``%responses close``).
@@ -187,6 +273,9 @@ class Chain:
         self.last_store = other.last_store
         self.last_model = other.last_model
         self.pending_calls = list(other.pending_calls)
+        self.carry = [dict(it) for it in other.carry]
+        self.marks = list(other.marks)
+        self.forks = other.forks
         self.connection_id = None
 
     def plan(
@@ -267,6 +356,7 @@ class Chain:
         self.transcript = _without_calls(self.transcript, set(self.unanswered_calls(new_input_items)))
         self.transcript.extend(new_input_items)
         self.pending_calls = []
+        self.carry = []
         for item in response.get("output") or ():
             if isinstance(item, dict):
                 replay = output_to_input(item, stored=stored)

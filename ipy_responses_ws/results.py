@@ -69,6 +69,7 @@ class TurnResult:
     # A turn with Python tools (tool_loop.py) is several responses ("steps"); these are its function calls, in order.
     tool_calls: list[ToolCall] = field(default_factory=list)
     steps: int = 1
+    forked_from: int | None = None  # a re-run cell: the turn number its new turn replaced (a fork)
 
     @property
     def ok(self) -> bool:

@@ -174,6 +174,14 @@ class ResponsesSession:
         """Forget a chain's history (the next turn starts a new conversation)."""
         self.chain(chain).reset()
 
+    def owe(self, chain: str, outputs: list[dict[str, Any]]) -> None:
+        """Owe ``function_call_output`` *outputs* to the chain's last calls: its next turn sends them first."""
+        target = self.chain(chain)
+        if self._runtime.in_loop_thread() or self._runtime.closed:
+            target.owe(outputs)
+        else:
+            self._runtime.call_soon(target.owe, outputs)
+
     # --- turns -----------------------------------------------------------------------------------------
 
     def start(
@@ -194,13 +202,16 @@ class ResponsesSession:
         tools: list[dict[str, Any]] | None = None,
         tool_outputs: Mapping[str, str] | Sequence[tuple[str, str]] | None = None,
         on_event: Callable[[Any], Any] | None = None,
+        cell: str | None = None,
+        tail: bool = False,
         _queue_events: bool | None = None,
     ) -> TurnHandle:
         """Start a turn and return at once; read it with the handle (or ``on_event`` on the loop thread).
 
-        ``profile`` sends this turn through that endpoint profile (its base URL, key variable, auth style,
-        headers and model; the other arguments still win). ``tool_outputs`` (``{call_id: output}``) answers the function calls of the chain's last turn: they go
-        first, as ``function_call_output`` items, followed by the prompt if it is not empty.
+        ``profile`` sends this turn through that endpoint profile (the other arguments still win).
+        ``tool_outputs`` (``{call_id: output}``) answers the function calls of the chain's last turn: they go
+        first, as ``function_call_output`` items, followed by the prompt if it is not empty. ``cell``: the notebook
+        cell asking (a re-run forks from that cell's previous turn, unless ``tail``).
 
         With ``on_event`` the events go to the callback only: the handle's ``get()``/``events()`` see just
         the end. Queueing them as well, for nobody, held every event of a background turn for as long as its
@@ -210,6 +221,8 @@ class ResponsesSession:
             raise PoolClosedError()
         if transport not in (None, "ws", "sse"):
             raise ConfigError(f"transport must be 'ws' or 'sse', not {transport!r}.")
+        if tools and not all(isinstance(t, dict) for t in tools):
+            raise ConfigError("Python functions as tools run in this thread: use respond(), not start().")
         pairs = list(tool_outputs.items() if isinstance(tool_outputs, Mapping) else tool_outputs or ())
         if not prompt and not pairs:
             raise ConfigError("Nothing to send: the prompt is empty and there are no tool outputs.")
@@ -232,7 +245,7 @@ class ResponsesSession:
         ]
         if prompt:
             items.append(user_message(prompt))
-        spec = TurnSpec(prompt, chain, new, transport, overrides, tools, on_event, items)
+        spec = TurnSpec(prompt, chain, new, transport, overrides, tools, on_event, items, cell, tail)
         queue_events = on_event is None if _queue_events is None else _queue_events
         handle = TurnHandle(self._runtime, chain, prompt, queue_events=queue_events)
         with self._inflight_lock:
@@ -258,6 +271,10 @@ class ResponsesSession:
                 "respond() would block the I/O loop it waits for; from an on_event or done callback use "
                 "start() (or await arespond())."
             )
+        if kw.get("tools") and not all(isinstance(t, dict) for t in kw["tools"]):
+            from .tool_loop import run_tool_turn  # max_steps=, parallel=, approve= go there
+
+            return run_tool_turn(self, prompt, **kw)
         queue_events = kw.pop("_queue_events", False)
         handle = self.start(prompt, _queue_events=queue_events, **kw)
         try:
@@ -335,16 +352,13 @@ class ResponsesSession:
     def status(self) -> dict[str, Any]:
         """Transport, open connections and chains (a snapshot)."""
 
-        def _snapshot() -> list[dict[str, Any]]:
-            return self.ws.connections()
-
         async def _conns() -> list[dict[str, Any]]:
-            return _snapshot()
+            return self.ws.connections()
 
         if self._runtime.closed:
             conns: list[dict[str, Any]] = []
         elif self._runtime.in_loop_thread():
-            conns = _snapshot()
+            conns = self.ws.connections()
         else:
             conns = self._runtime.run(_conns(), timeout=5)
         return {

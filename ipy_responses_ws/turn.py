@@ -42,6 +42,8 @@ class TurnSpec:
     tools: list[dict[str, Any]] | None
     on_event: Callable[[Any], Any] | None
     items: list[dict[str, Any]]
+    cell: str | None = None  # the notebook cell that asked (metadata.cellId): a re-run forks its turn
+    tail: bool = False  # --continue: from the tail even when the cell already has a turn
 
 
 class WSRefusalMemory:
@@ -93,7 +95,18 @@ async def run_turn(
     if spec.new:
         chain.reset()
     epoch = chain.epoch
-    items = spec.items
+    live = chain  # the chain as it is; `chain` below is the one this turn plans and commits on
+    fork = live.branch_from(spec.cell) if spec.cell and not spec.tail and not spec.new else None
+    if fork is not None:
+        # A re-run cell: its turn continues from where the cell's previous turn started (a fork), and only a
+        # completed turn makes that branch the conversation.
+        chain = fork
+        result.forked_from = live.cell_turn(spec.cell)  # type: ignore[arg-type]
+        rec(Notice("fork", {"turn": result.forked_from}))
+    before = chain.save() if spec.cell else None
+    # Outputs owed to the parent's function calls (an interrupted tool turn) go first, so the server never
+    # meets a call without its output (400 "No tool output found").
+    items = [*chain.owed(spec.items), *spec.items]
     transport = spec.transport or env.transport
     if transport == "ws" and spec.transport is None and env.refusals.blocks(settings):
         transport = "sse"
@@ -225,8 +238,12 @@ async def run_turn(
     result.function_calls = list(rec.calls)
     if terminal.type == "response.completed":
         result.text = output_text(resp) or "".join(rec.parts)
-        if chain.epoch == epoch:  # a reset() while this turn ran starts a new conversation: keep it clean
+        if live.epoch == epoch:  # a reset() while this turn ran starts a new conversation: keep it clean
             chain.commit(plans[-1], items, resp, connection_id=outcome.connection_id)
+            if spec.cell and before is not None:
+                chain.mark(spec.cell, before)
+            if chain is not live:
+                live.adopt(chain)
     else:
         result.text = "".join(rec.parts)
         if terminal.type == "response.incomplete":
