@@ -53,6 +53,7 @@ class TurnPlan:
     reason: str | None
     transport: str | None = None
     store: bool | None = None
+    trimmed: int = 0  # earlier turns left out of a resent transcript (Settings.max_turns)
 
 
 def user_message(text: str) -> dict[str, Any]:
@@ -136,6 +137,24 @@ def _without_calls(items: list[dict[str, Any]], call_ids: set[str]) -> list[dict
             continue
         out.append(item)
     return out
+
+
+def _is_user_message(item: dict[str, Any]) -> bool:
+    return item.get("type", "message") == "message" and item.get("role") == "user"
+
+
+def last_turns(items: list[dict[str, Any]], max_turns: int | None) -> tuple[list[dict[str, Any]], int]:
+    """(the last *max_turns* turns of *items*, how many turns were left out); a turn starts at a user message.
+
+    Cutting at a user message keeps every function call with its output: both come after the message of the
+    turn that asked, or both were cut.
+    """
+    if max_turns is None:
+        return items, 0
+    starts = [i for i, it in enumerate(items) if _is_user_message(it)]
+    if len(starts) <= max_turns:
+        return items, 0
+    return items[starts[len(starts) - max_turns] :], len(starts) - max_turns
 
 
 def _is_reasoning(item: dict[str, Any]) -> bool:
@@ -287,11 +306,13 @@ class Chain:
         same_connection: bool,
         force_full: bool = False,
         foreign_id: bool = False,
+        max_turns: int | None = None,
     ) -> TurnPlan:
         """Decide what this turn sends (table in the module docstring).
 
         *foreign_id*: the parent id was issued over the other transport by a server whose ids do not cross
-        transports (a gateway that mints its own): resend instead of chaining by it.
+        transports (a gateway that mints its own): resend instead of chaining by it. *max_turns*: a resent
+        transcript keeps only that many earlier turns (each starts at a user message).
         """
         new_items = list(new_input_items)
         if self.previous_response_id is None:
@@ -299,16 +320,16 @@ class Chain:
         if force_full:
             # The server lost the parent, so it lost the parent's items too: no references to them.
             why = "previous response not found on the server"
-            return self._full(new_items, why, transport, store, references=False)
+            return self._full(new_items, why, transport, store, max_turns, references=False)
         if foreign_id:
             why = f"this server's {self.last_transport} response ids are not valid over {transport}"
-            return self._full(new_items, why, transport, store, references=False)
+            return self._full(new_items, why, transport, store, max_turns, references=False)
         unanswered = self.unanswered_calls(new_items)
         if unanswered:
             # Chaining by id would leave these calls without outputs (PRIOR-ART.md livekit #5094): resend the
             # conversation without them instead (the user moved on; _full leaves them out).
             why = f"the previous turn's function calls got no output ({', '.join(unanswered)}): left out"
-            return self._full(new_items, why, transport, store)
+            return self._full(new_items, why, transport, store, max_turns)
         if self.last_store:
             return TurnPlan(new_items, self.previous_response_id, False, None, transport, store)
         if transport == "ws" and same_connection and self.last_transport == "ws":
@@ -319,7 +340,7 @@ class Chain:
             why = "store=false and the previous turn was served over SSE"
         else:
             why = "store=false and the WebSocket connection changed"
-        return self._full(new_items, why, transport, store)
+        return self._full(new_items, why, transport, store, max_turns)
 
     def unanswered_calls(self, new_items: list[dict[str, Any]]) -> list[str]:
         """The pending call ids that *new_items* do not answer with a ``function_call_output``."""
@@ -332,13 +353,15 @@ class Chain:
         why: str,
         transport: str,
         store: bool,
+        max_turns: int | None,
         *,
         references: bool = True,
     ) -> TurnPlan:
         history = _without_calls(self.transcript, set(self.unanswered_calls(new_items)))
         if not references:
             history = [it for it in history if it.get("type") != "item_reference"]
-        return TurnPlan([*history, *new_items], None, bool(history), why, transport, store)
+        history, trimmed = last_turns(history, max_turns)
+        return TurnPlan([*history, *new_items], None, bool(history), why, transport, store, trimmed)
 
     def commit(
         self,

@@ -84,6 +84,11 @@ class Settings:
     max_retries: int = 2
     # Add ?model=<the turn's model> to the WebSocket upgrade URL: gateways (LiteLLM's proxy) route the upgrade on it.
     ws_model_query: bool = True
+    # When a transcript must be resent (store=false on SSE or a new socket, a lost parent, a fork), send only the
+    # last max_turns earlier turns of it (None: all). Chaining by id is unaffected: the server holds the rest.
+    max_turns: int | None = None
+    # Refuse a turn once the session's estimated cost (pricing.py) passed this many US dollars (None: no cap).
+    budget: float | None = None
     # The endpoint profile (profiles.py): its name (shown in the status line and footer), the variable holding
     # its key, how the key is sent (bearer | api-key | none) and a bearer-token callable (Azure Entra ID),
     # called for every connection and request, never stored, never in a repr. A ResponsesSession applies a
@@ -166,6 +171,14 @@ class Settings:
             or self.max_retries < 0
         ):
             raise ConfigError(f"max_retries must be an integer >= 0, not {self.max_retries!r}.")
+        if self.max_turns is not None and (
+            not isinstance(self.max_turns, int) or isinstance(self.max_turns, bool) or self.max_turns < 1
+        ):
+            raise ConfigError(f"max_turns must be a whole number >= 1 or None, not {self.max_turns!r}.")
+        if self.budget is not None and (
+            not isinstance(self.budget, int | float) or isinstance(self.budget, bool) or self.budget < 0
+        ):
+            raise ConfigError(f"budget must be a number of US dollars >= 0 or None, not {self.budget!r}.")
         if not isinstance(self.pool_size, int) or isinstance(self.pool_size, bool) or self.pool_size < 1:
             raise ConfigError(f"pool_size must be an integer >= 1, not {self.pool_size!r}.")
         if self.max_output_tokens is not None and (
@@ -401,8 +414,8 @@ def parse_config_value(key: str, text: str) -> Any:
         if low in _BOOL_FALSE:
             return False
         raise ConfigError(f"{key} wants true or false, not {text!r}.")
-    numeric_int = key in ("pool_size", "max_output_tokens", "max_retries")
-    numeric_float = isinstance(default, float) or key in ("temperature", "heartbeat")
+    numeric_int = key in ("pool_size", "max_output_tokens", "max_retries", "max_turns")
+    numeric_float = isinstance(default, float) or key in ("temperature", "heartbeat", "budget")
     try:
         if numeric_int:
             return int(text)

@@ -70,6 +70,7 @@ class TurnResult:
     tool_calls: list[ToolCall] = field(default_factory=list)
     steps: int = 1
     forked_from: int | None = None  # a re-run cell: the turn number its new turn replaced (a fork)
+    trimmed_turns: int = 0  # earlier turns left out of a resent transcript (Settings.max_turns)
 
     @property
     def ok(self) -> bool:

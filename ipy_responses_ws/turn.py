@@ -135,6 +135,7 @@ async def run_turn(
             same_connection=same,
             force_full=force_full,
             foreign_id=foreign and not force_full,
+            max_turns=settings.max_turns,
         )
         plans.append(plan)
         infos.append(info)
@@ -145,6 +146,9 @@ async def run_turn(
             result.resent_transcript = True
             if not force_full:
                 rec(Notice("resend", {"reason": plan.reason}))
+        if plan.trimmed:
+            result.trimmed_turns = plan.trimmed
+            rec(Notice("trim", {"turns": plan.trimmed, "kept": settings.max_turns}))
         return build_body(settings, plan, spec.tools)
 
     tried: set[Action] = set()

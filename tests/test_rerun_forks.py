@@ -30,6 +30,13 @@ def _requests(emu: Emulator) -> list[dict]:
     return [f for f in frames if f.get("type", "response.create") == "response.create" and "input" in f]
 
 
+def _text(item: dict) -> str:
+    content = item.get("content")
+    if isinstance(content, str):
+        return content
+    return "".join(p.get("text") or "" for p in content or () if isinstance(p, dict))
+
+
 @pytest.mark.parametrize("transport", ["ws", "sse"])
 @pytest.mark.parametrize("store", [True, False])
 def test_a_rerun_cell_replaces_its_turn_and_drops_the_later_ones(emu, transport, store):
@@ -123,3 +130,23 @@ def test_a_failed_rerun_leaves_the_conversation_as_it_was(emu):
         assert [c for c, _ in s.chain().marks] == ["a", "b"]
         good = s.respond("three", cell="c")
         assert good.text == reply_for(["one", "two", "three"])
+
+
+def test_max_turns_keeps_only_the_last_turns_of_a_resent_transcript(emu):
+    with new_session(emu, transport="sse", store=False, max_turns=2) as s:
+        for prompt in ("one", "two", "three"):
+            assert s.respond(prompt).ok
+        r = s.respond("four")
+        assert r.ok and r.resent_transcript and r.trimmed_turns == 1
+        assert r.text == reply_for(["two", "three", "four"])  # "one" left out, said in trimmed_turns
+        sent = [_text(it) for it in _requests(emu)[-1]["input"]]
+        assert "one" not in sent and sent[:2] == ["two", reply_for(["one", "two"])]
+
+
+def test_max_turns_does_not_touch_a_turn_chained_by_id(emu):
+    with new_session(emu, transport="ws", store=True, max_turns=1) as s:
+        for prompt in ("one", "two", "three"):
+            s.respond(prompt)
+        r = s.respond("four")
+        assert r.trimmed_turns == 0 and not r.resent_transcript
+        assert r.text == reply_for(["one", "two", "three", "four"])
