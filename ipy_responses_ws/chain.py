@@ -396,11 +396,25 @@ class Chain:
 
     def history(self) -> list[tuple[str, str]]:
         """``(role, text)`` pairs of the transcript's messages, for display."""
-        out: list[tuple[str, str]] = []
-        for item in self.transcript:
+        return [(role, text) for _cell, role, text in self.cell_history()]
+
+    def cell_history(self) -> list[tuple[str | None, str, str]]:
+        """``(cell id, role, text)`` for the active branch's messages; the cell that started each turn (None for
+        turns without one: terminal IPython, the Python API)."""
+        starts = {len(state["transcript"]): cell for cell, state in self.marks}
+        out: list[tuple[str | None, str, str]] = []
+        cell: str | None = None
+        asked = False  # the current turn's user message was seen: another one starts a turn without a cell
+        for index, item in enumerate(self.transcript):
+            if index in starts:
+                cell, asked = starts[index], False
+            if _is_user_message(item):
+                if asked:
+                    cell = None
+                asked = True
             if item.get("type") not in ("message", None) or "role" not in item:
                 if item.get("type") == "function_call":
-                    out.append(("tool", f"{item.get('name')}({item.get('arguments')})"))
+                    out.append((cell, "tool", f"{item.get('name')}({item.get('arguments')})"))
                 continue
             content = item.get("content")
             if isinstance(content, str):
@@ -411,7 +425,7 @@ class Chain:
                     for p in content or ()
                     if isinstance(p, dict) and p.get("type") in ("input_text", "output_text", "refusal")
                 )
-            out.append((item["role"], text))
+            out.append((cell, item["role"], text))
         return out
 
     def snapshot(self) -> dict[str, Any]:

@@ -150,3 +150,19 @@ def test_max_turns_does_not_touch_a_turn_chained_by_id(emu):
         r = s.respond("four")
         assert r.trimmed_turns == 0 and not r.resent_transcript
         assert r.text == reply_for(["one", "two", "three", "four"])
+
+
+def test_history_names_the_cell_of_each_turn_on_the_active_branch(emu):
+    with new_session(emu) as s:
+        s.respond("one", cell="cell-a")
+        s.respond("two", cell="cell-b")
+        s.respond("no cell")
+        s.respond("two, again", cell="cell-b")
+        rows = s.chain().cell_history()
+        assert [(c, r) for c, r, _ in rows] == [
+            ("cell-a", "user"),
+            ("cell-a", "assistant"),
+            ("cell-b", "user"),
+            ("cell-b", "assistant"),
+        ]
+        assert rows[2][2] == "two, again"
