@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import random
-import re
 import secrets
 import string
 import time
@@ -18,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from . import model
+from . import model, tools
 
 __all__ = [
     "ModelSettings",
@@ -110,10 +109,6 @@ def _items_tokens(items: list[dict[str, Any]]) -> int:
     return total
 
 
-def _function_tools(tools: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    return [t for t in tools if isinstance(t, dict) and t.get("type") == "function" and t.get("name")]
-
-
 def _normalize_tools(tools: list[dict[str, Any]] | None) -> list[dict[str, Any]]:
     out = []
     for tool in tools or ():
@@ -127,20 +122,6 @@ def _normalize_tools(tools: list[dict[str, Any]] | None) -> list[dict[str, Any]]
             }
         out.append(tool)
     return out
-
-
-def _pick_tool(req: dict[str, Any], prompt: str, has_tool_output: bool) -> dict[str, Any] | None:
-    """Scripted tool-use rule: forced choice, ``required``, or the prompt naming a tool."""
-    tools = _function_tools(req.get("tools") or [])
-    choice = req.get("tool_choice", "auto")
-    if not tools or choice == "none" or has_tool_output:
-        return None
-    if isinstance(choice, dict) and choice.get("name"):
-        return next((t for t in tools if t["name"] == choice["name"]), None)
-    for tool in tools:
-        if re.search(rf"\b{re.escape(tool['name'])}\b", prompt):
-            return tool
-    return tools[0] if choice == "required" else None
 
 
 def snapshot_base(req: dict[str, Any], response_id: str, created_at: int) -> dict[str, Any]:
@@ -229,7 +210,6 @@ def build_turn(
     base = snapshot_base(req, rid, int(time.time()))
     conversation = history + new_items
     users = model.user_messages(conversation)
-    tool_results = model.tool_outputs(new_items)
     prompt = users[-1] if users else ""
     instructions = req.get("instructions")
     input_tokens = _items_tokens(conversation) + model.count_tokens(instructions or "")
@@ -251,16 +231,17 @@ def build_turn(
         if think or reasoning.get("summary") or reasoning.get("effort") not in (None, "none", "minimal"):
             item, reasoning_tokens = _reasoning(seq, len(output), users, bool(reasoning.get("summary")), seal)
             output.append(item)
-        tool = _pick_tool(req, prompt, bool(tool_results))
-        if tool is not None:
-            args = model.function_arguments(tool, prompt, len(users))
-            output.append(_function_call(seq, len(output), tool["name"], args))
-        else:
+        step = tools.plan_step(req, conversation, len(history))
+        for name, args in step.calls:
+            output.append(_function_call(seq, len(output), name, args))
+        if not step.calls:
+            for hosted in step.hosted:
+                output.append(tools.emit_hosted(seq, len(output), hosted, prompt))
             if refuse:
                 text, kind = model.refusal_for(users), "refusal"
             else:
                 text = model.reply_for(
-                    users, words=settings.words, instructions=instructions, tool_results=tool_results
+                    users, words=settings.words, instructions=instructions, tool_results=step.results
                 )
                 kind = "output_text"
             if budget is not None:

@@ -19,14 +19,12 @@ __all__ = [
     "DIRECTIVE_PREFIX",
     "content_text",
     "count_tokens",
-    "function_arguments",
     "normalize_input",
     "reasoning_summary_for",
     "refusal_for",
     "reply_for",
     "split_deltas",
     "strip_directives",
-    "tool_outputs",
     "user_messages",
 ]
 
@@ -101,8 +99,9 @@ def reply_for(
 
     ``user_messages`` are the conversation's user messages in order (the last is the current prompt).
     ``words`` appends a paragraph of that many filler words (answer length knob). ``instructions`` adds a
-    visible ``Instructions: ...`` line. ``tool_results`` are ``(call_id, output)`` pairs from
-    ``function_call_output`` items of the new input, quoted in a ``Tool results`` section.
+    visible ``Instructions: ...`` line. ``tool_results`` are ``(call_id, output)`` pairs, quoted in a
+    ``Tool results`` section: the outputs of the tool rollout since the current prompt, then any other
+    ``function_call_output`` of the request's input (tools.py ``plan_step``).
     """
     msgs = [strip_directives(m) for m in user_messages]
     turn = len(msgs)
@@ -209,34 +208,3 @@ def user_messages(items: Iterable[dict[str, Any]]) -> list[str]:
         for it in items
         if it.get("type") == "message" and it.get("role") == "user"
     ]
-
-
-def tool_outputs(items: Iterable[dict[str, Any]]) -> list[tuple[str, str]]:
-    """``(call_id, output)`` for each ``function_call_output`` item."""
-    out = []
-    for it in items:
-        if it.get("type") == "function_call_output":
-            value = it.get("output")
-            out.append((str(it.get("call_id")), value if isinstance(value, str) else content_text(value)))
-    return out
-
-
-def function_arguments(tool: dict[str, Any], prompt: str, turn: int) -> dict[str, Any]:
-    """Deterministic arguments for a function tool, filled from its JSON schema."""
-    props = ((tool.get("parameters") or {}).get("properties")) or {}
-    args: dict[str, Any] = {}
-    text = _one_line(strip_directives(prompt))[:60]
-    for name, schema in props.items():
-        kind = schema.get("type") if isinstance(schema, dict) else None
-        if kind == "string":
-            enum = schema.get("enum")
-            args[name] = enum[0] if enum else text
-        elif kind in ("integer", "number"):
-            args[name] = turn
-        elif kind == "boolean":
-            args[name] = True
-        elif kind == "array":
-            args[name] = []
-        else:
-            args[name] = None
-    return args

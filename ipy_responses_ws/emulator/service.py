@@ -17,7 +17,7 @@ from typing import Any, Protocol
 
 from aiohttp import web
 
-from . import model
+from . import model, tools
 from .builder import ModelSettings, Turn, build_turn, failure_tail, scripted_turn
 from .connection_log import ConnectionLog, mask_key, redact_headers
 from .faults import Fault, FaultSet, parse_directives
@@ -61,10 +61,18 @@ class Gone(Exception):
 
 
 def duplicated_items(new_items: list[dict[str, Any]], parent: Record) -> list[str]:
-    """Output items of ``parent`` that ``new_items`` sends again (the livekit/agents bug): ids / call_ids."""
+    """Items of ``parent``'s conversation that ``new_items`` sends again (the livekit/agents bug).
+
+    Named by item id, by ``call_id`` for function calls and their outputs (anywhere in the chain: a rollout
+    that resends every earlier step is caught), by the message id for a re-sent assistant text.
+    """
     output = [it for it in parent.response.get("output") or () if isinstance(it, dict)]
     ids = {it["id"] for it in output if it.get("id")}
-    calls = {it["call_id"] for it in output if it.get("type") == "function_call" and it.get("call_id")}
+    chain = [it for it in parent.items if isinstance(it, dict)]
+    calls = {it["call_id"] for it in chain if it.get("type") == "function_call" and it.get("call_id")}
+    answered = {
+        it["call_id"] for it in chain if it.get("type") == "function_call_output" and it.get("call_id")
+    }
     texts = {
         model.content_text(it.get("content")): it.get("id", "")
         for it in output
@@ -76,7 +84,7 @@ def duplicated_items(new_items: list[dict[str, Any]], parent: Record) -> list[st
         kind = item.get("type")
         if item.get("id") in ids:
             found.append(item["id"])
-        elif kind == "function_call" and item.get("call_id") in calls:
+        elif item.get("call_id") in {"function_call": calls, "function_call_output": answered}.get(kind, ()):
             found.append(item["call_id"])
         elif kind == "message" and item.get("role") == "assistant":
             text = model.content_text(item.get("content"))
@@ -84,7 +92,7 @@ def duplicated_items(new_items: list[dict[str, Any]], parent: Record) -> list[st
                 found.append(texts[text] or "assistant message")
         elif kind == "reasoning" and item.get("encrypted_content") in sealed:
             found.append(sealed[item["encrypted_content"]] or "reasoning item")
-    return found
+    return list(dict.fromkeys(found))
 
 
 class Service:
@@ -245,6 +253,9 @@ class Service:
         entry: ConnectionLog,
     ) -> Turn:
         history = list(parent.items) if parent else []
+        missing = tools.unanswered_call(history + prep.new_items)
+        if missing is not None:  # the real API's 400, by id and on a full resend alike
+            raise RequestError(400, tools.no_output_message(missing), code=None, param="input")
         script = self._take_script(transport)
         if script is not None:
             turn = scripted_turn(script, history + prep.new_items)
