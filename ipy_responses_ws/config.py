@@ -176,9 +176,9 @@ class Settings:
         ):
             raise ConfigError(f"max_turns must be a whole number >= 1 or None, not {self.max_turns!r}.")
         if self.budget is not None and (
-            not isinstance(self.budget, int | float) or isinstance(self.budget, bool) or self.budget < 0
+            not isinstance(self.budget, int | float) or isinstance(self.budget, bool) or self.budget <= 0
         ):
-            raise ConfigError(f"budget must be a number of US dollars >= 0 or None, not {self.budget!r}.")
+            raise ConfigError(f"budget must be a number of US dollars above 0, or None, not {self.budget!r}.")
         if not isinstance(self.pool_size, int) or isinstance(self.pool_size, bool) or self.pool_size < 1:
             raise ConfigError(f"pool_size must be an integer >= 1, not {self.pool_size!r}.")
         if self.max_output_tokens is not None and (

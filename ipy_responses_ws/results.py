@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 from .chain import paragraph_break
 from .errors import ResponsesError
 from .events import Notice, ServerEvent
+from .pricing import Cost
 from .toolbox import ToolCall
 
 if TYPE_CHECKING:
@@ -71,6 +72,9 @@ class TurnResult:
     steps: int = 1
     forked_from: int | None = None  # a re-run cell: the turn number its new turn replaced (a fork)
     trimmed_turns: int = 0  # earlier turns left out of a resent transcript (Settings.max_turns)
+    cost: Cost | None = (
+        None  # the estimate from usage and the session's price table (ledger.py); None: unknown
+    )
 
     @property
     def ok(self) -> bool:
@@ -222,6 +226,14 @@ class Recorder:
         self.t0 = handle.started_at
         self.notices: list[Notice] = []
         self.messages = 0  # message items seen: a further one starts a new paragraph (as the live view)
+
+    def fill(self, result: TurnResult) -> None:
+        """Fill what a turn that did not complete still has (partial text, summary, calls, id) into *result*."""
+        if not result.text:
+            result.text = "".join(self.parts)
+        result.reasoning_summary = result.reasoning_summary or "".join(self.summary)
+        result.function_calls = result.function_calls or list(self.calls)
+        result.response_id = result.response_id or self.response_id
 
     def __call__(self, item: ServerEvent | Notice) -> None:
         if item.__class__ is ServerEvent:

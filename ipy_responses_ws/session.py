@@ -28,6 +28,7 @@ from typing import Any
 from .chain import Chain, user_message
 from .config import Settings
 from .errors import ConfigError, PoolClosedError, ResponsesError, strip_tracebacks
+from .ledger import Ledger
 from .profiles import Profile, apply_profile, name_key_variable, profile_table
 from .results import Recorder, TurnHandle, TurnResult, safe_call
 from .runtime import Runtime, get_runtime
@@ -79,6 +80,7 @@ class ResponsesSession:
         self._inflight_lock = threading.Lock()
         self._transport_callbacks: list[Callable[[str], Any]] = []
         self.refusals = WSRefusalMemory()  # a remembered 426 (turn.WS_426_MEMORY)
+        self.ledger = Ledger()  # estimated costs (per chain, in all) and the budget check
         # (base URL, issuing transport, using transport) -> False once a gateway refused an id issued the other way
         self.ids_cross_transports: dict[tuple[str, str, str], bool] = {}
         self._warming: dict[str, asyncio.Task[Any]] = {}  # chain -> its warm-up in flight (loop thread only)
@@ -238,6 +240,7 @@ class ResponsesSession:
         overrides = {k: v for k, v in local.items() if v is not None}
         settings = self.settings_for(profile)  # an unknown profile, a missing endpoint: refused now
         settings = settings.with_changes(**overrides) if overrides else settings  # validates now
+        self.ledger.check(settings.budget)  # BudgetExceededError: refused before anything is sent
         self.chain(chain)
         items = [
             {"type": "function_call_output", "call_id": str(call_id), "output": str(output)}
@@ -369,7 +372,11 @@ class ResponsesSession:
             "connections": conns,
             "handshakes": self.ws.handshakes,
             "in_flight": len(self._inflight),
-            "chains": {name: c.snapshot() for name, c in self._chains.items()},
+            "chains": {
+                name: {**c.snapshot(), "cost": self.ledger.chain_cost(name)}
+                for name, c in self._chains.items()
+            },
+            "cost": self.ledger.summary(self._settings.budget),
             "closed": self._closed,
         }
 
@@ -454,22 +461,23 @@ class ResponsesSession:
                 await run_turn(spec, settings, self.chain(spec.chain), rec, result, self)
         except asyncio.CancelledError:
             result.status = "cancelled"
-            self._fill_partial(result, rec)
+            rec.fill(result)
             raise
         except ResponsesError as exc:
             result.status = "failed"
             name_key_variable(exc, settings)  # "Check XAI_API_KEY", not OPENAI_API_KEY, for a profile's turn
             result.error = strip_tracebacks(exc)  # its frames hold request headers, hence the key
-            self._fill_partial(result, rec)
+            rec.fill(result)
         except Exception as exc:  # a bug must still end the turn visibly, never hang the cell
             log.exception("unexpected error in a turn")
             result.status = "failed"
             result.error = strip_tracebacks(ResponsesError(f"Internal error: {type(exc).__name__}: {exc}"))
-            self._fill_partial(result, rec)
+            rec.fill(result)
         finally:
             result.elapsed = time.perf_counter() - handle.started_at
             result.ttft = rec.ttft
             result.turn = self.chain(spec.chain).turns
+            self.ledger.record(spec.chain, result)
             with self._inflight_lock:
                 self._inflight.discard(handle)
             if log.isEnabledFor(logging.DEBUG):
@@ -487,11 +495,3 @@ class ResponsesSession:
                 )
             handle._finish(result)
         return result
-
-    @staticmethod
-    def _fill_partial(result: TurnResult, rec: Recorder) -> None:
-        if not result.text:
-            result.text = "".join(rec.parts)
-        result.reasoning_summary = result.reasoning_summary or "".join(rec.summary)
-        result.function_calls = result.function_calls or list(rec.calls)
-        result.response_id = result.response_id or rec.response_id

@@ -47,6 +47,7 @@ LAYER = {
     "turn": SESSION,
     "session": SESSION,
     "tool_loop": SESSION,
+    "ledger": SESSION,
     # the notebook face (the rendering modules among them are pure: see PURE_VIEW)
     "markdown": FACE,
     "pacing": FACE,
@@ -56,6 +57,7 @@ LAYER = {
     "view_state": FACE,
     "render": FACE,
     "tool_view": FACE,
+    "view_widgets": FACE,
     "live_view": FACE,
     "panel": FACE,
     "widgets": FACE,
@@ -64,6 +66,9 @@ LAYER = {
     "magics.control": FACE,
     "magics.holder": FACE,
     "magics.prompt": FACE,
+    "magics.options": FACE,
+    "magics.tool_cells": FACE,
+    "magics.notebook_cell": FACE,
     "magics.turns": FACE,
     # entry points
     "_extension": ENTRY,
