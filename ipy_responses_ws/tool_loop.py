@@ -138,7 +138,7 @@ class ToolLoop:
                     self.on_call(call)
                 if step >= self.max_steps:
                     for call in pending:
-                        _end(call, "not run: the turn reached its step limit (max_steps=%d)" % self.max_steps)
+                        _end(call, f"not run: the turn reached its step limit (max_steps={self.max_steps})")
                         self.on_call(call)
                     self._owe(chain, [(c.call_id, c.output) for c in pending])
                     self._limit_reached = True
@@ -202,10 +202,7 @@ class ToolLoop:
 
     def _combine(self, *, interrupted: bool = False) -> TurnResult:
         """One :class:`TurnResult` for the whole turn: the last step's, with every step's text, calls and usage."""
-        if not self.steps:
-            last = TurnResult(status="cancelled")
-        else:
-            last = dataclasses.replace(self.steps[-1])
+        last = dataclasses.replace(self.steps[-1]) if self.steps else TurnResult(status="cancelled")
         text = ""
         for res in self.steps:
             if res.text:
