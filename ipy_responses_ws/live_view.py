@@ -1,4 +1,4 @@
-"""The live view of one ``%%respond`` turn: status line, answer, reasoning summary, function calls, Stop.
+"""The live view of one ``%%respond`` turn: status line, answer, reasoning summary, tool calls, Stop.
 
 Core ipywidgets only (HTML, Button, VBox/HBox, Accordion), so JupyterLab, Notebook 7, VS Code and Colab can
 render it (DESIGN.md §5). Nothing here talks to the network or to IPython: the magics feed events in, call
@@ -17,7 +17,7 @@ import logging
 import re
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from typing import Any
 
 import ipywidgets as widgets
@@ -27,7 +27,9 @@ from .blocks import BlockFreezer
 from .bundle import final_bundle
 from .markdown import render_markdown
 from .pacing import CoalescingClock, PacedClock, TextRate, adaptive_interval
+from .toolbox import ToolCall
 from .view_state import TurnState
+from .view_widgets import AnswerHTML, AnswerPage, CallBox, CallRows, close_widgets
 
 __all__ = [
     "CHUNK_OVERHEAD",
@@ -71,61 +73,14 @@ _STATE_COLOURS = {
     "connecting": "#6b7280",
     "waiting": "#6b7280",
     "streaming": "#2563eb",
+    "calling tools": "#2563eb",
+    "awaiting approval": "#b45309",
     "done": "#15803d",
     "incomplete": "#b45309",
     "interrupted": "#b45309",
     "failed": "#b91c1c",
 }
 _BADGE_STYLE = "padding:0 5px;border-radius:4px;font-weight:600;color:#fff;background:{bg};margin-right:6px"
-
-
-def close_widgets(items: Iterable[widgets.Widget]) -> None:
-    """Close widgets and the Layout/Style widgets they hold, so no comm is left open."""
-    seen: set[int] = set()
-    for w in items:
-        for part in (w, getattr(w, "layout", None), getattr(w, "style", None)):
-            if isinstance(part, widgets.Widget) and id(part) not in seen:
-                seen.add(id(part))
-                try:
-                    part.close()
-                except Exception:  # a widget whose kernel is gone; nothing left to free
-                    log.debug("closing %r failed", part, exc_info=True)
-
-
-class _Lean:
-    """Mixin for the many answer widgets: their comm_open leaves out traits still at their default.
-
-    Uses ipywidgets' own ``drop_defaults`` (what widget embedding relies on); the model and view names,
-    modules and versions are always sent, because a frontend reads them from the comm_open to build the
-    model, and every other trait left out takes the frontend model's default, which is the same value.
-    Saves ~0.2 KB per widget, of ~2 KB it costs in all.
-    """
-
-    def get_state(self, key: Any = None, drop_defaults: bool = False) -> dict[str, Any]:
-        if key is not None:
-            return super().get_state(key, drop_defaults)  # type: ignore[misc]
-        state: dict[str, Any] = super().get_state(None, drop_defaults=True)  # type: ignore[misc]
-        for name in _ALWAYS_SENT:
-            state[name] = getattr(self, name)
-        return state
-
-
-_ALWAYS_SENT = (
-    "_model_name",
-    "_model_module",
-    "_model_module_version",
-    "_view_name",
-    "_view_module",
-    "_view_module_version",
-)
-
-
-class _AnswerHTML(_Lean, widgets.HTML):
-    """A core ``HTML`` widget (same frontend model) with a lean comm_open."""
-
-
-class _AnswerPage(_Lean, widgets.VBox):
-    """A core ``VBox`` widget (same frontend model) with a lean comm_open."""
 
 
 class ResponseView:
@@ -135,6 +90,18 @@ class ResponseView:
     once per redraw interval, which adapts to how fast text arrives), then :meth:`finish` with the
     ``TurnResult``. :meth:`final_bundle` gives the plain display bundle that replaces the view, and
     :meth:`close` frees every widget.
+
+    A turn with Python tools (issue 12) is several responses, all fed through the same :meth:`handle`; only
+    :meth:`finish` ends the view. The tool loop calls, on the view's writer thread (the main thread):
+
+    * :meth:`tool_call` ``(call: ToolCall)`` each time a call's status changes: its row (name, short
+      arguments, status, time, a preview of the output or error; full arguments and output collapsed) is added
+      or updated and drawn at once;
+    * :meth:`awaiting_approval` ``(call)`` while ``--approve`` asks the user on stdin;
+    * :meth:`step` ``(n)`` when response *n* ≥ 2 starts ("step 2 · 3 calls" in the status line).
+
+    Server-side tool calls (web search, file search, code interpreter, MCP, image generation) get a row from
+    their output items, with no call needed.
     """
 
     def __init__(
@@ -173,7 +140,6 @@ class ResponseView:
         self._resent = 0  # characters of the live widget's text sent again since it was opened
         self._seal: tuple[int, str] | None = None  # (cut, carry) the live widget was drawn up to
         self._reasoning_written = ""
-        self._calls_written = ""
         self._text_shown = False  # some answer text (not just markup) is on screen
         self.updates = 0  # widget writes of the live tail (tests and benchmarks read this)
         self.closed = False
@@ -188,12 +154,13 @@ class ResponseView:
         self.status = self._html("")
         # The answer: pages of HTML widgets; the last widget of the last page is the live one.
         self.live = self._answer_html("")
-        self._pages: list[widgets.VBox] = [self._track(_AnswerPage([self.live], layout=self._shared_layout))]
+        self._pages: list[widgets.VBox] = [self._track(AnswerPage([self.live], layout=self._shared_layout))]
         self.body = self._track(widgets.VBox(self._pages, layout=self._shared_layout))
         self.stop_button: widgets.Button | None = None
         self.reasoning: widgets.Accordion | None = None
         self.reasoning_html: widgets.HTML | None = None
-        self.calls: widgets.HTML | None = None
+        self._rows = CallRows(self._answer_html, self._call_box)
+        self.calls: CallBox | None = None  # one HTML row per tool call, above the answer
         self.error: widgets.HTML | None = None
         header: widgets.Widget = self.status
         if background:
@@ -223,10 +190,15 @@ class ResponseView:
         return w
 
     def _answer_html(self, value: str) -> widgets.HTML:
-        return self._track(_AnswerHTML(value, layout=self._shared_layout, style=self._shared_style))
+        return self._track(AnswerHTML(value, layout=self._shared_layout, style=self._shared_style))
 
     def _html(self, value: str) -> widgets.HTML:
         return self._track(widgets.HTML(value, layout=self._shared_layout, style=self._shared_style))
+
+    def _call_box(self, rows: list[widgets.HTML]) -> CallBox:
+        self.calls = self._track(CallBox(rows, layout=self._shared_layout))
+        self._show(self.calls, before_body=True)
+        return self.calls
 
     def _show(self, w: widgets.Widget, *, before_body: bool) -> None:
         """Insert a lazily created part above (or below) the answer."""
@@ -243,6 +215,26 @@ class ResponseView:
             added = self.state.apply(item)
             self._received += len(added)
             return added
+
+    def tool_call(self, call: ToolCall) -> None:
+        """Add the call's row (first time its ``call_id`` is seen) or update it, and draw it at once."""
+        self._tools(self.state.tool_call, call)
+
+    def awaiting_approval(self, call: ToolCall) -> None:
+        """Show the call's row as "awaiting approval" (the question itself is asked on stdin)."""
+        self._tools(self.state.awaiting_approval, call)
+
+    def step(self, n: int) -> None:
+        """Response ``n`` (≥ 2) of the same turn starts: the view stays live and says "step n"."""
+        self._tools(self.state.step, n)
+
+    def _tools(self, change: Callable[[Any], None], arg: Any) -> None:
+        if self.closed or self.finished:
+            return
+        with self._lock:
+            change(arg)
+            self._rows.draw(self.state.calls)  # rows are few, and a finished one is never redrawn
+            self._write_status(force=True)
 
     def due(self) -> bool:
         """True when the next :meth:`flush` would redraw the answer (interval passed, or first text)."""
@@ -329,7 +321,7 @@ class ResponseView:
 
     def final_bundle(self, result: Any) -> tuple[dict[str, str], dict[str, Any]]:
         """The plain ``text/markdown`` + ``text/plain`` bundle that replaces this view in the saved notebook."""
-        return final_bundle(result, model=self.state.model)
+        return final_bundle(result, model=self.state.model, hosted=self.state.hosted_calls())
 
     def close(self) -> None:
         """Close every widget of the view (no comm is left open)."""
@@ -412,7 +404,7 @@ class ResponseView:
         if len(page.children) < PAGE_SIZE:
             page.children = (*page.children, self.live)
         else:
-            self._pages.append(self._track(_AnswerPage([self.live], layout=self._shared_layout)))
+            self._pages.append(self._track(AnswerPage([self.live], layout=self._shared_layout)))
             self.body.children = tuple(self._pages)
 
     def _write_extras(self) -> bool:
@@ -434,20 +426,12 @@ class ResponseView:
             self.reasoning_html.value = render_markdown(reasoning)
             self._reasoning_written = reasoning
             wrote = True
-        calls = _calls_html(self.state.calls)
-        if calls != self._calls_written:
-            if self.calls is None:
-                self.calls = self._html("")
-                self._show(self.calls, before_body=True)
-            self.calls.value = calls
-            self._calls_written = calls
-            wrote = True
-        return wrote
+        return self._rows.draw(self.state.calls) or wrote
 
     def _write_status(self, *, force: bool) -> bool:
         st = self.state
         # Numbers (elapsed, tok/s) refresh every status_interval; a new state, badge or note at once.
-        key = (st.state, st.transport_badge(), len(st.notes), st.response_id)
+        key = (st.state, st.transport_badge(), len(st.notes), st.response_id, *st.tool_parts())
         if not force and key == self._status_key and not self._status_clock.due():
             return False
         self._status_key = key
@@ -466,7 +450,7 @@ class ResponseView:
         badge = f'<span style="{_BADGE_STYLE.format(bg=badge_bg)}">{html.escape(st.transport_badge())}</span>'
         parts = [f'<b style="color:{colour}">{html.escape(st.state)}</b>']
         parts += [html.escape(p) for p in st.status_parts()[1:]]
-        if st.state in ("streaming", "waiting", "connecting") and not self.background:
+        if st.state in ("streaming", "waiting", "connecting", "calling tools") and not self.background:
             parts.append("Interrupt ■ to stop")
         notes = ""
         if st.notes:
@@ -485,16 +469,3 @@ class ResponseView:
             self._on_stop()
         except Exception:
             log.exception("stopping the response failed")
-
-
-def _calls_html(calls: dict[str, dict[str, str]]) -> str:
-    if not calls:
-        return ""
-    rows = []
-    for call in calls.values():
-        rows.append(
-            '<div style="margin:2px 0">🔧 <b>function call</b> '
-            f"<code>{html.escape(call['name'])}</code>"
-            f'<pre style="margin:2px 0 2px 1.5em;white-space:pre-wrap">{html.escape(call["arguments"])}</pre></div>'
-        )
-    return "".join(rows)

@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-__all__ = ["error_text", "footer_text", "format_seconds", "format_usage", "tokens_per_second"]
+__all__ = ["call_counts", "error_text", "footer_text", "format_seconds", "format_usage", "tokens_per_second"]
 
 
 def format_seconds(seconds: float | None) -> str:
@@ -69,10 +69,32 @@ def tokens_per_second(output_tokens: int | None, ttft: float | None, elapsed: fl
     return output_tokens / span
 
 
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}{'' if n == 1 else 's'}"
+
+
+def call_counts(calls: Any, steps: int = 1) -> list[str]:
+    """The function tool calls in words: ``["3 calls in 2 steps", "1 failed"]`` (``[]`` when none).
+
+    ``calls`` are :class:`~.toolbox.ToolCall` records (duck-typed: ``.status``). Failed, denied and cancelled
+    calls are counted apart, since each is something the user may want to look at.
+    """
+    calls = list(calls or ())
+    if not calls:
+        return []
+    head = _plural(len(calls), "call") + (f" in {steps} steps" if steps > 1 else "")
+    counts = {
+        s: sum(1 for c in calls if getattr(c, "status", None) == s) for s in ("error", "denied", "cancelled")
+    }
+    words = {"error": "failed", "denied": "denied", "cancelled": "cancelled"}
+    return [head, *(f"{n} {words[s]}" for s, n in counts.items() if n)]
+
+
 def footer_text(result: Any) -> str:
     """One plain line summarising how a turn ended; ``result`` is a ``TurnResult`` (duck-typed).
 
-    Example: ``done · WS · ttft 213 ms · 2.3 s · 48 tok/s · in 12 · out 110 · resp_0a1b…``.
+    Example: ``done · WS · ttft 213 ms · 2.3 s · 48 tok/s · in 12 · out 110 · resp_0a1b…``; a turn with
+    Python tools adds ``3 calls in 2 steps`` (and ``1 failed``) after the state.
     """
     status = getattr(result, "status", None) or "failed"
     word = _STATUS_WORDS.get(status, status)
@@ -87,6 +109,7 @@ def footer_text(result: Any) -> str:
         elif getattr(result, "reconnected", False):
             badge += " (reconnected)"
         parts.append(badge)
+    parts += call_counts(getattr(result, "tool_calls", None), getattr(result, "steps", 1) or 1)
     profile = getattr(result, "profile", None)
     if profile:  # the endpoint profile (-p NAME), so cells comparing providers say which answered
         parts.append(profile)

@@ -1,11 +1,13 @@
 """The state of one streaming turn as a view shows it, folded from the session's events and notices.
 
 :class:`TurnState` is shared by the widget view and the terminal printer, so both read events the same way
-(PROTOCOL.md §2.2-2.8). Pure.
+(PROTOCOL.md §2.2-2.8). A turn with Python tools is several responses ("steps", issue 12): the per-response
+parts (state, usage, the end time) start over at each step, the answer and the call rows carry on. Pure.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -13,15 +15,27 @@ from typing import Any
 from .blocks import BlockFreezer
 from .events import TERMINAL_TYPES
 from .redact import redact
-from .status_text import format_seconds, format_usage, short_id, tokens_per_second
+from .status_text import call_counts, format_seconds, format_usage, short_id, tokens_per_second
+from .tool_view import HostedCall, hosted_call, is_final, parse_arguments
+from .toolbox import ToolCall
 
 __all__ = ["STATES", "TERMINAL_EVENT_TYPES", "TurnState"]
 
 #: The terminal event types (one definition, in :mod:`.events`).
 TERMINAL_EVENT_TYPES = TERMINAL_TYPES
 
-# What the status line calls each phase of a turn.
-STATES = ("connecting", "waiting", "streaming", "done", "incomplete", "interrupted", "failed")
+# What the status line calls each phase of a turn ("calling tools" and "awaiting approval": between steps).
+STATES = (
+    "connecting",
+    "waiting",
+    "streaming",
+    "calling tools",
+    "awaiting approval",
+    "done",
+    "incomplete",
+    "interrupted",
+    "failed",
+)
 _FINAL_STATE = {
     "completed": "done",
     "incomplete": "incomplete",
@@ -36,6 +50,15 @@ class TurnState:
     ``apply(item)`` takes each :class:`ServerEvent` or :class:`Notice` (duck-typed: ``.type`` / ``.kind`` and
     ``.data``) in order and returns the answer text it added (so a terminal printer can print it). The widget
     view and the terminal printer share this, so both read events the same way (PROTOCOL.md §2.2–2.8).
+
+    Tool calls (issue 12): ``calls`` holds one row per call, in the order they appeared: function calls
+    (:class:`~.toolbox.ToolCall`, keyed by ``call_id``; first from the stream as ``pending``, then as the tool
+    loop reports them) and server-side calls (:class:`~.tool_view.HostedCall`, keyed by item id).
+
+    * ``tool_call(call)``: the loop reports a call (added the first time its ``call_id`` is seen, else updated).
+    * ``awaiting_approval(call)``: the call waits for the user's yes/no (``--approve``).
+    * ``step(n)``: response *n* (≥ 2) of the same turn starts. Only :meth:`finish` ends the turn: a
+      ``response.completed`` whose output asked for function calls leaves it "calling tools".
     """
 
     def __init__(
@@ -63,7 +86,13 @@ class TurnState:
         self.ended_at: float | None = None
         self.deltas = 0
         self.reasoning: list[str] = []
-        self.calls: dict[str, dict[str, str]] = {}  # item_id -> {"name", "arguments", "call_id"}
+        self.calls: dict[str, ToolCall | HostedCall] = {}  # call_id (function) or item id (hosted) -> row
+        self._item_keys: dict[str, str] = {}  # a function_call item's id -> its key in calls
+        self._reported: set[str] = set()  # call_ids the tool loop reported (what the counts count)
+        self.steps = 1  # the response of the turn now running (1 = the first)
+        self._earlier_usage: dict[str, Any] | None = None  # usage of the steps before this one, summed
+        self._response_calls = 0  # function calls the current response asked for
+        self._response_ended = False  # the current response's terminal event arrived
         self._result_ttft: float | None = None
         self._result_elapsed: float | None = None
         self.version = 0  # bumps on every visible change; views compare it to skip no-op updates
@@ -93,13 +122,15 @@ class TurnState:
         elif etype == "response.output_item.added":
             added = self._item_added(data.get("item") or {})
         elif etype == "response.function_call_arguments.delta":
-            call = self.calls.get(data.get("item_id") or "")
-            if call is not None:
-                call["arguments"] += data.get("delta") or ""
+            call = self.calls.get(self._item_keys.get(data.get("item_id") or "", ""))
+            if isinstance(call, ToolCall) and call.status == "pending":
+                call.arguments_text += data.get("delta") or ""
         elif etype in ("response.function_call_arguments.done", "response.output_item.done"):
             self._call_done(data)
         elif etype in ("response.created", "response.in_progress", "response.queued"):
             resp = data.get("response") or {}
+            if self._response_ended and resp.get("id") and resp.get("id") != self.response_id:
+                self.step(self.steps + 1)  # the next step's response, and the tool loop did not say so first
             self.response_id = resp.get("id") or self.response_id
             self.model = resp.get("model") or self.model
             if self.state == "connecting":
@@ -113,7 +144,11 @@ class TurnState:
             err = resp.get("error")
             if isinstance(err, dict) and err.get("message"):
                 self.error = redact(str(err["message"]))  # server text may echo a key or a gateway's secret
-            self.ended_at = self._clock()
+            self._response_ended = True
+            if self.state == "done" and self._response_calls:
+                self.state = "calling tools"  # the turn goes on: the kernel runs them, then the next step
+            else:
+                self.ended_at = self._clock()
         elif etype == "error":
             inner = data.get("error")
             src = inner if isinstance(inner, dict) else data
@@ -123,14 +158,57 @@ class TurnState:
         self.version += 1
         return added
 
+    def tool_call(self, call: ToolCall) -> None:
+        """Add the row of a call the tool loop reports (first time its ``call_id`` is seen) or update it.
+
+        The state keeps a copy: what a view draws is what it was told, whatever the loop does with its record.
+        """
+        key = call.call_id or f"call {len(self.calls) + 1}"
+        self.calls[key] = dataclasses.replace(call)
+        self._reported.add(key)
+        if call.status in ("pending", "running") or self.state == "awaiting approval":
+            self.state = "calling tools"
+        self.ended_at = None  # the turn goes on while tools run
+        self.version += 1
+
+    def awaiting_approval(self, call: ToolCall) -> None:
+        """The call waits for the user's yes or no (asked on stdin by the tool loop)."""
+        self.tool_call(dataclasses.replace(call, status="awaiting approval"))
+        self.state = "awaiting approval"
+
+    def step(self, n: int) -> None:
+        """Response ``n`` (≥ 2) of the same turn starts: its per-response parts start over.
+
+        The answer so far, the rows and the time to first token stay; the usage of the steps before is kept
+        apart and added to the status line's. Idempotent: a step already started (by a ``response.created``
+        after the previous response's end) is not started again.
+        """
+        if n <= self.steps:
+            return
+        self.steps = n
+        self._earlier_usage = _add_usage(self._earlier_usage, self.usage)
+        self.usage = None
+        self.state = "waiting"
+        self.ended_at = None
+        self._response_calls = 0
+        self._response_ended = False
+        self.version += 1
+
     def finish(self, result: Any) -> None:
         """Take the final word from the session's ``TurnResult`` (duck-typed)."""
+        for call in getattr(result, "tool_calls", None) or ():
+            row = self.calls.get(call.call_id)
+            if row is None or not is_final(row):
+                self.tool_call(call)  # the result's record is the truth; a finished row is not redrawn
+        self.steps = max(self.steps, getattr(result, "steps", 1) or 1)
         status = getattr(result, "status", None) or "failed"
         self.state = _FINAL_STATE.get(status, status)
         self.transport = getattr(result, "transport", None) or self.transport
         self.fallback_reason = getattr(result, "fallback_reason", None) or self.fallback_reason
         self.response_id = getattr(result, "response_id", None) or self.response_id
         self.model = getattr(result, "model", None) or self.model
+        if getattr(result, "usage", None):
+            self._earlier_usage = None  # the result's usage is the whole turn's
         self.usage = getattr(result, "usage", None) or self.usage
         error = getattr(result, "error", None)
         if error is not None:
@@ -182,11 +260,20 @@ class TurnState:
         itype = item.get("type")
         item_id = str(item.get("id") or "")
         if itype == "function_call":
-            self.calls[item_id] = {
-                "name": str(item.get("name") or "?"),
-                "arguments": str(item.get("arguments") or ""),
-                "call_id": str(item.get("call_id") or ""),
-            }
+            key = str(item.get("call_id") or "") or item_id
+            self._item_keys[item_id] = key
+            self._response_calls += 1
+            if key not in self.calls:  # else the tool loop reported it already
+                self.calls[key] = ToolCall(
+                    name=str(item.get("name") or "?"),
+                    call_id=str(item.get("call_id") or ""),
+                    arguments_text=str(item.get("arguments") or ""),
+                    step=self.steps,
+                )
+            self._first_token()
+        elif isinstance(itype, str) and itype.endswith("_call"):
+            # A tool the server runs itself: web search, file search, code interpreter, MCP, ...
+            self.calls[item_id] = hosted_call(item, done=False)
             self._first_token()
         elif itype == "message":
             # A second message item in one response starts a new paragraph.
@@ -201,18 +288,25 @@ class TurnState:
 
     def _call_done(self, data: Mapping[str, Any]) -> None:
         item = data.get("item")
-        if isinstance(item, Mapping):
-            if item.get("type") != "function_call":
-                return
-            call = self.calls.setdefault(
-                str(item.get("id") or ""), {"name": "?", "arguments": "", "call_id": ""}
-            )
-            call["name"] = str(item.get("name") or call["name"])
-            call["call_id"] = str(item.get("call_id") or call["call_id"])
-            if item.get("arguments") is not None:
-                call["arguments"] = str(item["arguments"])
-        elif data.get("item_id") in self.calls and data.get("arguments") is not None:
-            self.calls[data["item_id"]]["arguments"] = str(data["arguments"])
+        if not isinstance(item, Mapping):  # response.function_call_arguments.done
+            call = self.calls.get(self._item_keys.get(data.get("item_id") or "", ""))
+            if isinstance(call, ToolCall) and call.status == "pending" and data.get("arguments") is not None:
+                call.arguments_text = str(data["arguments"])
+                call.arguments = parse_arguments(call.arguments_text)
+            return
+        itype, item_id = item.get("type"), str(item.get("id") or "")
+        if itype == "function_call":
+            if item_id not in self._item_keys:  # its .added was missed: count it now
+                self._item_added({**item, "arguments": ""})
+            call = self.calls.get(self._item_keys[item_id])
+            if isinstance(call, ToolCall) and call.status == "pending":
+                call.name = str(item.get("name") or call.name)
+                call.call_id = str(item.get("call_id") or call.call_id)
+                if item.get("arguments") is not None:
+                    call.arguments_text = str(item["arguments"])
+                call.arguments = parse_arguments(call.arguments_text)
+        elif isinstance(itype, str) and itype.endswith("_call"):
+            self.calls[item_id] = hosted_call(item, done=True)
 
     # -- reading -----------------------------------------------------------------------------------------
 
@@ -228,11 +322,28 @@ class TurnState:
             return self._result_elapsed
         return (self.ended_at if self.ended_at is not None else self._clock()) - self.started
 
+    def total_usage(self) -> dict[str, Any] | None:
+        """The usage of every step so far (the current response's alone in a one-step turn)."""
+        return _add_usage(self._earlier_usage, self.usage) if self._earlier_usage else self.usage
+
+    def tool_calls(self) -> list[ToolCall]:
+        """The function calls the tool loop reported, in order (what the counts count)."""
+        return [c for k, c in self.calls.items() if k in self._reported and isinstance(c, ToolCall)]
+
+    def hosted_calls(self) -> list[HostedCall]:
+        """The server-side tool calls seen (web search, MCP, ...), in order; the frozen bundle lists them too."""
+        return [c for c in self.calls.values() if isinstance(c, HostedCall)]
+
+    def tool_parts(self) -> list[str]:
+        """The status line's tool pieces: ``["step 2", "3 calls", "1 failed"]`` (``[]`` for a plain turn)."""
+        parts = [f"step {self.steps}"] if self.steps > 1 else []
+        return parts + call_counts(self.tool_calls())
+
     def tokens_per_second(self) -> float | None:
         """Output tokens per second after the first token (usage when known, else one per text delta)."""
         if self.first_token_at is None:
             return None
-        tokens = (self.usage or {}).get("output_tokens") or self.deltas
+        tokens = (self.total_usage() or {}).get("output_tokens") or self.deltas
         return tokens_per_second(tokens, self.ttft, self.elapsed)
 
     @property
@@ -253,13 +364,14 @@ class TurnState:
     def status_parts(self) -> list[str]:
         """The status line's pieces after the badge, e.g. ``["streaming", "ttft 210 ms", "48 tok/s"]``."""
         parts = [self.state, self.profile] if self.profile else [self.state]
+        parts += self.tool_parts()
         if self.ttft is not None:
             parts.append(f"ttft {format_seconds(self.ttft)}")
         parts.append(format_seconds(self.elapsed))
         rate = self.tokens_per_second()
         if rate is not None:
             parts.append(f"{rate:,.0f} tok/s")
-        usage = format_usage(self.usage)
+        usage = format_usage(self.total_usage())
         if usage:
             parts.append(usage)
         if self.response_id:
@@ -272,3 +384,19 @@ class TurnState:
         if self.notes:
             line += " · " + "; ".join(self.notes)
         return line
+
+
+def _add_usage(a: Mapping[str, Any] | None, b: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    """Two responses' usage summed, field by field (the numbers, and the numbers one level down)."""
+    if not a or not b:
+        return dict(a or b) if (a or b) else None
+    out: dict[str, Any] = dict(a)
+    for key, value in b.items():
+        mine = out.get(key)
+        if isinstance(value, int | float) and isinstance(mine, int | float):
+            out[key] = mine + value
+        elif isinstance(value, Mapping) and isinstance(mine, Mapping):
+            out[key] = _add_usage(mine, value)
+        elif key not in out:
+            out[key] = value
+    return out
