@@ -37,6 +37,7 @@ Output items are turned back into input items for the transcript (:func:`output_
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -56,9 +57,10 @@ class TurnPlan:
     trimmed: int = 0  # earlier turns left out of a resent transcript (Settings.max_turns)
 
 
-def user_message(text: str) -> dict[str, Any]:
-    """The input item for a user prompt."""
-    return {"type": "message", "role": "user", "content": [{"type": "input_text", "text": text}]}
+def user_message(text: str, parts: Sequence[dict[str, Any]] = ()) -> dict[str, Any]:
+    """The input item for a user prompt, with *parts* (``input_image`` / ``input_file``) after its text."""
+    content = [{"type": "input_text", "text": text}] if text or not parts else []
+    return {"type": "message", "role": "user", "content": [*content, *parts]}
 
 
 def paragraph_break(text: str) -> str:

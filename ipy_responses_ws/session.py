@@ -206,6 +206,7 @@ class ResponsesSession:
         on_event: Callable[[Any], Any] | None = None,
         cell: str | None = None,
         tail: bool = False,
+        attachments: Sequence[dict[str, Any]] = (),
         _queue_events: bool | None = None,
     ) -> TurnHandle:
         """Start a turn and return at once; read it with the handle (or ``on_event`` on the loop thread).
@@ -213,7 +214,8 @@ class ResponsesSession:
         ``profile`` sends this turn through that endpoint profile (the other arguments still win).
         ``tool_outputs`` (``{call_id: output}``) answers the function calls of the chain's last turn: they go
         first, as ``function_call_output`` items, followed by the prompt if it is not empty. ``cell``: the notebook
-        cell asking (a re-run forks from that cell's previous turn, unless ``tail``).
+        cell asking (a re-run forks from that cell's previous turn, unless ``tail``). ``attachments``: content parts
+        (``input_image``, ``input_file``; attachments.py) sent after the prompt's text.
 
         With ``on_event`` the events go to the callback only: the handle's ``get()``/``events()`` see just
         the end. Queueing them as well, for nobody, held every event of a background turn for as long as its
@@ -226,7 +228,7 @@ class ResponsesSession:
         if tools and not all(isinstance(t, dict) for t in tools):
             raise ConfigError("Python functions as tools run in this thread: use respond(), not start().")
         pairs = list(tool_outputs.items() if isinstance(tool_outputs, Mapping) else tool_outputs or ())
-        if not prompt and not pairs:
+        if not prompt and not pairs and not attachments:
             raise ConfigError("Nothing to send: the prompt is empty and there are no tool outputs.")
         local = dict(
             model=model,
@@ -246,8 +248,8 @@ class ResponsesSession:
             {"type": "function_call_output", "call_id": str(call_id), "output": str(output)}
             for call_id, output in pairs
         ]
-        if prompt:
-            items.append(user_message(prompt))
+        if prompt or attachments:
+            items.append(user_message(prompt, attachments))
         spec = TurnSpec(prompt, chain, new, transport, overrides, tools, on_event, items, cell, tail)
         queue_events = on_event is None if _queue_events is None else _queue_events
         handle = TurnHandle(self._runtime, chain, prompt, queue_events=queue_events)

@@ -117,7 +117,7 @@ class ToolLoop:
                 kw = dict(start)
                 if step > 1:
                     # --new starts the conversation once, and a re-run cell forks once: later steps follow step 1
-                    kw.update(new=False, cell=None)
+                    kw.update(new=False, cell=None, attachments=())
                 handle = self.session.start(prompt if step == 1 else "", tool_outputs=outputs or None, **kw)
                 self.wait(handle)
                 res = handle.result()

@@ -16,7 +16,7 @@ from typing import Any
 from IPython.core.error import UsageError
 from IPython.core.magic import Magics, cell_magic, line_magic, magics_class
 from IPython.core.magic_arguments import argument, magic_arguments, parse_argstring
-from traitlets import Bool, CaselessStrEnum, Dict, Float, Int, Unicode, observe
+from traitlets import Bool, CaselessStrEnum, Dict, Float, Int, Unicode, observe, validate
 
 from ..config import Settings
 from ..errors import ConfigError
@@ -29,7 +29,10 @@ from .control import (
     setting_text,
 )
 from .holder import SessionHolder
+from .notebook_cell import cell_id
+from .options import respond_options
 from .prompt import interpolate
+from .tool_cells import describe_tools, run_tool_turn, tool_request
 from .turns import check_api_key, run_background, run_foreground, run_terminal
 
 __all__ = ["ResponsesMagics"]
@@ -38,9 +41,9 @@ log = logging.getLogger(__name__)
 
 _DEFAULTS = {f.name: f.default for f in dataclasses.fields(Settings)}
 _TRANSPORTS = ("ws", "sse")
-_EFFORTS = ("none", "minimal", "low", "medium", "high", "xhigh")
-_SUMMARIES = ("auto", "concise", "detailed")
-_ACTIONS = ("reset", "status", "history", "transport", "config", "stop", "close")
+_ACTIONS = ("reset", "status", "history", "transport", "config", "stop", "close", "tools")
+#: Magic-level defaults that `%responses config` sets besides the Settings (CONFIG_KEYS).
+_MAGIC_KEYS = ("tools", "max_steps", "prices")
 
 
 def _has_widget_frontend(shell: Any) -> bool:
@@ -93,6 +96,16 @@ class ResponsesMagics(Magics):
         _DEFAULTS["ws_model_query"],
         help="Add ?model=... to the WebSocket upgrade URL (gateways route on it).",
     ).tag(config=True)
+    max_turns = Int(
+        None,
+        allow_none=True,
+        help="When a transcript must be resent, keep only this many earlier turns (None: all).",
+    ).tag(config=True)
+    budget = Float(
+        None,
+        allow_none=True,
+        help="Refuse turns once the session's estimated cost passes this many US dollars (None: no cap).",
+    ).tag(config=True)
     ca_file = Unicode(
         None, allow_none=True, help="A PEM file of CA certificates to trust (default: SSL_CERT_FILE)."
     ).tag(config=True)
@@ -110,6 +123,18 @@ class ResponsesMagics(Magics):
         "'auth': 'bearer', 'headers': {'x-team': '$TEAM_ID'}, 'model': '...'}}. Keys are never values here: "
         "key_env and $VAR header values name environment variables. Built in: openai, azure, xai.",
     ).tag(config=True)
+    tools = Unicode(
+        "",
+        help="Python functions every cell may call as tools, by name, comma-separated (a cell's --tools wins).",
+    ).tag(config=True)
+    max_steps = Int(10, help="Most responses in one tool turn (--max-steps).").tag(config=True)
+
+    @validate("max_steps")
+    def _check_max_steps(self, proposal: dict[str, Any]) -> int:
+        if proposal["value"] < 1:
+            raise UsageError("max_steps must be at least 1.")
+        return proposal["value"]
+
     default_chain = Unicode("default", help="Chain used when a cell gives no -c/--chain.").tag(config=True)
     view = CaselessStrEnum(
         ("auto", "widgets", "text"),
@@ -172,29 +197,7 @@ class ResponsesMagics(Magics):
 
     # -- %%respond -------------------------------------------------------------------------------------------
 
-    @magic_arguments()
-    @argument(
-        "-p",
-        "--profile",
-        metavar="NAME",
-        help="Endpoint profile for this cell: openai, azure, xai or your own (%%responses config shows them).",
-    )
-    @argument("-m", "--model", help="Model for this cell (default: %%config ResponsesMagics.model).")
-    @argument("-t", "--transport", choices=_TRANSPORTS, help="Transport for this cell only: ws or sse.")
-    @argument(
-        "--store", dest="store", action="store_const", const=True, default=None, help="Store the response."
-    )
-    @argument("--no-store", dest="store", action="store_const", const=False, help="Do not store it (ZDR).")
-    @argument("--new", action="store_true", help="Start a fresh conversation from this cell.")
-    @argument("-c", "--chain", metavar="NAME", help="Conversation to continue (default: 'default').")
-    @argument("-i", "--instructions", help="System instructions for this cell (quote them).")
-    @argument("--max-output-tokens", type=int, metavar="N", help="Cap on output tokens.")
-    @argument("--temperature", type=float, metavar="T", help="Sampling temperature (0-2).")
-    @argument("--reasoning-effort", choices=_EFFORTS, help="Reasoning effort for reasoning models.")
-    @argument("--reasoning-summary", choices=_SUMMARIES, help="Ask for a reasoning summary.")
-    @argument("-o", "--out", metavar="NAME", help="Store the TurnResult in this variable, however it ends.")
-    @argument("--background", action="store_true", help="Return at once; stream in the background.")
-    @argument("--raw", action="store_true", help="Send the cell as written (no {name} interpolation).")
+    @respond_options
     @cell_magic
     def respond(self, line: str, cell: str) -> None:
         """Send the cell to the model as the next turn of the conversation; stream the answer live.
@@ -255,10 +258,22 @@ class ResponsesMagics(Magics):
             temperature=args.temperature,
             reasoning_effort=args.reasoning_effort,
             reasoning_summary=args.reasoning_summary,
+            cell=cell_id(self.shell),
+            tail=args.tail,
         )
         text_view = self.view == "text" or (self.view == "auto" and not _has_widget_frontend(self.shell))
+        store = functools.partial(self._store, args.out)
+        tools = tool_request(args, self.tools, self.max_steps, self.shell.user_ns if self.shell else {})
+        if tools is not None:
+            if args.background:
+                raise UsageError(
+                    "Tools run in the kernel's main thread, which a --background cell leaves at once: "
+                    "run this cell without --background."
+                )
+            run_tool_turn(self.session, prompt, request, tools, store, text=text_view)
+            return
         run = run_terminal if text_view else run_background if args.background else run_foreground
-        run(self.session, prompt, request, functools.partial(self._store, args.out))
+        run(self.session, prompt, request, store)
 
     def _chain_for(self, profile: str | None) -> str:
         """The conversation a cell continues without ``-c``: the default one, or the profile's own for a
@@ -298,6 +313,7 @@ class ResponsesMagics(Magics):
                                                 model), e.g. ``profile.gw.base_url=https://gw/v1
                                                 profile.gw.key_env=GW_KEY``; ``profile=gw`` makes it the
                                                 default
+        ``%responses tools [NAMES]``            what the model would see of your tools (default: config tools=)
         ``%responses stop``                     stop every response still streaming (background cells)
         ``%responses close``                    close the connections (the conversation is kept)
         """
@@ -308,7 +324,7 @@ class ResponsesMagics(Magics):
             if values:
                 raise UsageError("%responses takes an action first, e.g. %responses transport sse")
             return self._panel()
-        if action != "config" and action != "transport" and len(values) > 1:
+        if action not in ("config", "transport", "tools") and len(values) > 1:
             raise UsageError(f"%responses {action} takes at most one argument.")
         chain = args.chain or (values[0] if values and action in ("reset", "history") else None)
         chain = chain or self._last_chain or self.default_chain
@@ -318,7 +334,8 @@ class ResponsesMagics(Magics):
         elif action == "status":
             print_status(self.session.status())
         elif action == "history":
-            print_history(chain, self.session.chain(chain).history())
+            conversation = self.session.chain(chain)
+            print_history(chain, conversation.cell_history(), conversation.forks)
         elif action == "transport":
             self._transport(values)
         elif action == "config":
@@ -326,6 +343,9 @@ class ResponsesMagics(Magics):
         elif action == "stop":
             self.session.stop_all()
             print("Stopped every response in flight.")
+        elif action == "tools":
+            names = ",".join(values) if values else self.tools
+            print(describe_tools(names, self.shell.user_ns if self.shell else {}))
         elif action == "close":
             self.holder.close(keep_conversations=True)
             print("Connections closed; the conversation is kept. The next %%respond reconnects.")
@@ -363,11 +383,14 @@ class ResponsesMagics(Magics):
             settings = session.settings
             for key in CONFIG_KEYS:
                 print(setting_text(key, getattr(settings, key)))
+            for key in _MAGIC_KEYS[:2]:
+                print(setting_text(key, getattr(self, key)))
             for profile in session.profiles.values():
                 print(profile.describe())
             return
+        magic_values = [v for v in values if v.partition("=")[0].strip().replace("-", "_") in _MAGIC_KEYS]
         profile_values = [v for v in values if v.strip().startswith("profile.")]
-        others = [v for v in values if v not in profile_values]
+        others = [v for v in values if v not in profile_values and v not in magic_values]
         # Everything is validated before anything changes: the profile table first, then the settings
         # (which may name a profile defined on the same line).
         profiles = parse_profile_pairs(profile_values, self.profiles) if profile_values else None
@@ -391,6 +414,22 @@ class ResponsesMagics(Magics):
             assert table is not None
             for name in dict.fromkeys(v.strip().split(".")[1] for v in profile_values):
                 print(table[name].describe())
+        for pair in magic_values:
+            key, _, text = pair.partition("=")
+            key = key.strip().replace("-", "_")
+            if key == "max_steps" and not text.strip().isdigit():
+                raise UsageError(f"max_steps wants a whole number, got {text!r}.")
+            if (
+                key == "prices"
+            ):  # a JSON table over the defaults, e.g. {"my-model": {"input": 1, "output": 4}}
+                try:
+                    session.ledger.set_prices(None if text.strip().lower() in ("", "none") else text)
+                except ConfigError as exc:
+                    raise UsageError(str(exc)) from None
+                print(f"prices: {len(session.ledger.prices)} models priced")
+                continue
+            setattr(self, key, int(text) if key == "max_steps" else text.strip())
+            print(setting_text(key, getattr(self, key)))
         for key, value in changes.items():
             setattr(self, key, value)  # the trait observer configures the session
         if changes:

@@ -36,6 +36,8 @@ CONFIG_KEYS = (
     "max_connection_age",
     "max_retries",
     "ws_model_query",
+    "max_turns",
+    "budget",
     "ca_file",
     "base_url",
     "profile",
@@ -107,7 +109,9 @@ def print_status(status: Mapping[str, Any]) -> None:
         print("chains: none yet")
     for name, info in chains.items():
         info = dict(info or {})
-        print(f"chain {name!r}: " + ", ".join(f"{k}={v}" for k, v in info.items()))
+        print(f"chain {name!r}: " + ", ".join(f"{k}={v}" for k, v in info.items() if v is not None))
+    if status.get("cost"):
+        print(status["cost"])
     conns = status.get("connections") or []
     if not conns:
         print("connections: none open")
@@ -118,12 +122,18 @@ def print_status(status: Mapping[str, Any]) -> None:
         )
 
 
-def print_history(chain: str, history: list[tuple[str, str]]) -> None:
-    """``%responses history``: one line per message of the conversation so far."""
+def print_history(chain: str, history: list[tuple[str | None, str, str]], forks: int = 0) -> None:
+    """``%responses history``: the active branch, one line per message, under the cell each turn came from."""
     if not history:
         print(f"Chain {chain!r} has no completed turns yet.")
         return
-    for role, text in history:
+    if forks:
+        print(f"(re-run cells forked this conversation {forks}×; this is the branch the notebook shows)")
+    shown: object = object()
+    for cell, role, text in history:
+        if cell != shown and (cell is not None or role == "user"):
+            print(f"── cell {cell[:8]}" if cell else "── (no cell id)")
+            shown = cell
         first = text.strip().splitlines()[0] if text.strip() else ""
         more = " …" if len(text.strip().splitlines()) > 1 else ""
         print(f"{role:>9}: {first[:100]}{more}")

@@ -28,7 +28,8 @@ from typing import Any
 from IPython.core.error import UsageError
 
 from ..errors import ConfigError, MissingAPIKeyError, ResponsesError
-from ..render import TurnState, final_bundle, footer_text
+from ..pricing import BudgetExceededError
+from ..render import TurnState, footer_text
 
 __all__ = [
     "NO_KEY_MESSAGE",
@@ -90,7 +91,7 @@ def start_turn(
         return session.start(prompt, on_event=on_event, **request)
     except MissingAPIKeyError as exc:
         raise UsageError(no_key_message(exc.variable, exc.profile)) from None
-    except ConfigError as exc:
+    except (ConfigError, BudgetExceededError) as exc:
         raise UsageError(str(exc)) from None
 
 
@@ -302,7 +303,7 @@ class _NotSent:
 def _freeze(view: Any, display_handle: Any, result: Any) -> None:
     """Replace the live view by the plain bundle (DESIGN.md §5), then close its widgets."""
     view.finish(result, draw=False)
-    data, metadata = final_bundle(result, model=view.state.model)
+    data, metadata = view.final_bundle(result)  # with the server-side tool calls the view saw
     if display_handle is not None:
         display_handle.update(data, metadata=metadata, raw=True)
     view.close()
