@@ -165,12 +165,27 @@ class Kernel:
 
     # -- running cells --------------------------------------------------------------------------------
 
-    def submit(self, code: str) -> str:
-        """Queue a cell without waiting; collect it later with :meth:`collect`."""
-        return self.kc.execute(code, store_history=True, allow_stdin=False)
+    def submit(self, code: str, cell_id: str | None = None) -> str:
+        """Queue a cell without waiting; collect it later with :meth:`collect`.
 
-    def execute(self, code: str, timeout: float = 60) -> Execution:
-        return self.collect(self.submit(code), timeout=timeout)
+        *cell_id* is sent as ``metadata.cellId``, as JupyterLab, Notebook 7 and VS Code send each cell's id.
+        """
+        if cell_id is None:
+            return self.kc.execute(code, store_history=True, allow_stdin=False)
+        content = {
+            "code": code,
+            "silent": False,
+            "store_history": True,
+            "user_expressions": {},
+            "allow_stdin": False,
+            "stop_on_error": True,
+        }
+        msg = self.kc.session.msg("execute_request", content, metadata={"cellId": cell_id})
+        self.kc.shell_channel.send(msg)
+        return msg["header"]["msg_id"]
+
+    def execute(self, code: str, timeout: float = 60, cell_id: str | None = None) -> Execution:
+        return self.collect(self.submit(code, cell_id), timeout=timeout)
 
     def collect(self, msg_id: str, timeout: float = 60) -> Execution:
         """Read iopub until this cell's ``idle`` status, then its execute reply.
