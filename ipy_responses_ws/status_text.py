@@ -131,6 +131,12 @@ def footer_text(result: Any) -> str:
     retries = getattr(result, "retries", 0)
     if retries:
         parts.append(f"retried {retries}×")
+    cost = getattr(result, "cost", None)
+    if cost is not None:
+        parts.append(f"≈{cost.format()}")
+    forked = getattr(result, "forked_from", None)
+    if forked:
+        parts.append(f"re-run: replaced turn {forked}")
     rid = getattr(result, "response_id", None)
     if rid:
         parts.append(short_id(rid))

@@ -245,6 +245,10 @@ class TurnState:
             self.notes.append(f"resent the conversation ({data.get('reason') or 'chain recovered'})")
         elif kind == "reconnect":
             self.notes.append(f"reconnected ({data.get('reason') or 'connection rotated'})")
+        elif kind == "fork":
+            self.notes.append(f"re-run: forked, replacing turn {data.get('turn')} and the turns after it")
+        elif kind == "trim":
+            self.notes.append(f"sent the last {data.get('kept')} turns only ({data.get('turns')} left out)")
 
     def _first_token(self) -> None:
         if self.first_token_at is None:

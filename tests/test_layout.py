@@ -69,6 +69,7 @@ LAYER = {
     "magics.options": FACE,
     "magics.tool_cells": FACE,
     "magics.notebook_cell": FACE,
+    "magics.cell_request": FACE,
     "magics.turns": FACE,
     # entry points
     "_extension": ENTRY,

@@ -14,12 +14,13 @@ import logging
 from typing import Any
 
 from IPython.core.error import UsageError
-from IPython.core.magic import Magics, cell_magic, line_magic, magics_class
+from IPython.core.magic import Magics, line_cell_magic, line_magic, magics_class
 from IPython.core.magic_arguments import argument, magic_arguments, parse_argstring
 from traitlets import Bool, CaselessStrEnum, Dict, Float, Int, Unicode, observe, validate
 
 from ..config import Settings
 from ..errors import ConfigError
+from .cell_request import build_cell_turn, put_code
 from .control import (
     CONFIG_KEYS,
     parse_config_pairs,
@@ -31,7 +32,6 @@ from .control import (
 from .holder import SessionHolder
 from .notebook_cell import cell_id
 from .options import respond_options
-from .prompt import interpolate
 from .tool_cells import describe_tools, run_tool_turn, tool_request
 from .turns import check_api_key, run_background, run_foreground, run_terminal
 
@@ -41,7 +41,7 @@ log = logging.getLogger(__name__)
 
 _DEFAULTS = {f.name: f.default for f in dataclasses.fields(Settings)}
 _TRANSPORTS = ("ws", "sse")
-_ACTIONS = ("reset", "status", "history", "transport", "config", "stop", "close", "tools")
+_ACTIONS = ("reset", "status", "history", "transport", "config", "stop", "close", "tools", "export", "load")
 #: Magic-level defaults that `%responses config` sets besides the Settings (CONFIG_KEYS).
 _MAGIC_KEYS = ("tools", "max_steps", "prices")
 
@@ -198,8 +198,8 @@ class ResponsesMagics(Magics):
     # -- %%respond -------------------------------------------------------------------------------------------
 
     @respond_options
-    @cell_magic
-    def respond(self, line: str, cell: str) -> None:
+    @line_cell_magic
+    def respond(self, line: str, cell: str | None = None) -> None:
         """Send the cell to the model as the next turn of the conversation; stream the answer live.
 
         The cell body is the prompt. ``{name}``, ``{obj.attr}`` and ``{seq[0]}`` are filled from your
@@ -229,14 +229,27 @@ class ResponsesMagics(Magics):
             %%respond -p xai
             The same question, answered by xAI (its key from XAI_API_KEY).
 
+            %%respond --tools get_weather,convert_units
+            What should I wear in Oslo today?
+
+            %%respond --image fig --code
+            Plot this differently.
+
+            %respond --error                (the last error, explained; --continue-answer: go on from a cut-off answer)
+
+        Re-running a cell replaces its own turn: the conversation forks from where that cell's previous turn
+        started (``--continue`` appends at the end instead). ``{df}`` of a DataFrame or array sends a compact
+        summary; ``--image``/``--file`` attach figures, images and files.
+
         ``-p NAME`` sends the cell through an endpoint profile (base URL, key variable, auth style, headers,
         model); without ``-c``, each profile other than the default keeps its own conversation (named after
         the profile), so cells comparing providers do not continue each other.
         """
         args = parse_argstring(self.respond, line)
-        prompt = cell if args.raw else interpolate(cell, self.shell.user_ns if self.shell else {})
-        if not prompt.strip():
-            raise UsageError("The cell is empty: write the prompt on the lines below %%respond.")
+        # As a line magic (``%respond --error``, ``%respond --continue-answer``) there is no cell: IPython refuses
+        # an empty cell body, so this is how "an empty cell" is written.
+        turn = build_cell_turn(args, cell or "", self.shell, self.holder.last_result)
+        prompt = turn.prompt
         if args.out is not None and (not args.out.isidentifier() or keyword.iskeyword(args.out)):
             raise UsageError(f"-o/--out wants a Python variable name, not {args.out!r}.")
         if args.max_output_tokens is not None and args.max_output_tokens <= 0:
@@ -260,9 +273,10 @@ class ResponsesMagics(Magics):
             reasoning_summary=args.reasoning_summary,
             cell=cell_id(self.shell),
             tail=args.tail,
+            attachments=turn.attachments,
         )
         text_view = self.view == "text" or (self.view == "auto" and not _has_widget_frontend(self.shell))
-        store = functools.partial(self._store, args.out)
+        store = functools.partial(self._store, args.out, args.code)
         tools = tool_request(args, self.tools, self.max_steps, self.shell.user_ns if self.shell else {})
         if tools is not None:
             if args.background:
@@ -270,10 +284,10 @@ class ResponsesMagics(Magics):
                     "Tools run in the kernel's main thread, which a --background cell leaves at once: "
                     "run this cell without --background."
                 )
-            run_tool_turn(self.session, prompt, request, tools, store, text=text_view)
+            run_tool_turn(self.session, prompt, request, tools, store, text=text_view, notes=turn.notes)
             return
         run = run_terminal if text_view else run_background if args.background else run_foreground
-        run(self.session, prompt, request, store)
+        run(self.session, prompt, request, store, notes=turn.notes)
 
     def _chain_for(self, profile: str | None) -> str:
         """The conversation a cell continues without ``-c``: the default one, or the profile's own for a
@@ -282,10 +296,12 @@ class ResponsesMagics(Magics):
             return self.default_chain
         return profile
 
-    def _store(self, name: str | None, result: Any) -> None:
+    def _store(self, name: str | None, code: int | None, result: Any) -> None:
         self.holder.last_result = result
         if name and self.shell is not None:
             self.shell.user_ns[name] = result
+        if code is not None and getattr(result, "status", None) == "completed":
+            print(put_code(self.shell, result, code))
 
     # -- %responses ------------------------------------------------------------------------------------------
 
@@ -314,6 +330,8 @@ class ResponsesMagics(Magics):
                                                 profile.gw.key_env=GW_KEY``; ``profile=gw`` makes it the
                                                 default
         ``%responses tools [NAMES]``            what the model would see of your tools (default: config tools=)
+        ``%responses export [-c NAME] PATH``    write the conversation (active branch) as .json or .md
+        ``%responses load [-c NAME] PATH``      continue a conversation exported as .json (another kernel, tomorrow)
         ``%responses stop``                     stop every response still streaming (background cells)
         ``%responses close``                    close the connections (the conversation is kept)
         """
@@ -326,6 +344,10 @@ class ResponsesMagics(Magics):
             return self._panel()
         if action not in ("config", "transport", "tools") and len(values) > 1:
             raise UsageError(f"%responses {action} takes at most one argument.")
+        if action in ("export", "load") and len(values) != 1:
+            raise UsageError(
+                f"%responses {action} takes one PATH (.json, or .md for export), e.g. %responses {action} chat.json"
+            )
         chain = args.chain or (values[0] if values and action in ("reset", "history") else None)
         chain = chain or self._last_chain or self.default_chain
         if action == "reset":
@@ -343,6 +365,8 @@ class ResponsesMagics(Magics):
         elif action == "stop":
             self.session.stop_all()
             print("Stopped every response in flight.")
+        elif action in ("export", "load"):
+            self._export_or_load(action, values, args.chain or self._last_chain or self.default_chain)
         elif action == "tools":
             names = ",".join(values) if values else self.tools
             print(describe_tools(names, self.shell.user_ns if self.shell else {}))
@@ -350,6 +374,25 @@ class ResponsesMagics(Magics):
             self.holder.close(keep_conversations=True)
             print("Connections closed; the conversation is kept. The next %%respond reconnects.")
         return None
+
+    def _export_or_load(self, action: str, values: list[str], chain: str) -> None:
+        """``%responses export PATH`` (the active branch as JSON or Markdown) / ``%responses load PATH`` (JSON)."""
+        from .. import export
+
+        try:
+            if action == "export":
+                conversation = self.session.chain(chain)
+                path = export.write(values[0], conversation, meta={"notebook_chain": chain})
+                print(f"Conversation {chain!r} ({conversation.turns} turns) written to {path}.")
+                return
+            data = export.read(values[0])
+            conversation = export.load_into(self.session.chain(chain), data)
+        except (ConfigError, OSError) as exc:
+            raise UsageError(str(exc)) from None
+        how = "by its last response id" if conversation.last_store else "by resending its transcript"
+        print(
+            f"Conversation {chain!r} loaded ({conversation.turns} turns): the next %%respond continues it {how}."
+        )
 
     def _panel(self) -> None:
         from IPython.display import display

@@ -46,6 +46,31 @@ _OPTIONS = [
     argument("--background", action="store_true", help="Return at once; stream in the background."),
     argument("--raw", action="store_true", help="Send the cell as written (no {name} interpolation)."),
     argument(
+        "--image",
+        action="append",
+        metavar="NAME|PATH",
+        help="Attach an image: a matplotlib figure or PIL image by variable name, or an image file (repeatable).",
+    ),
+    argument("--file", action="append", metavar="PATH", help="Attach a file, e.g. a PDF (repeatable)."),
+    argument(
+        "--error",
+        action="store_true",
+        help="Add the last error (type, message, traceback, the failing cell) to the prompt; an empty cell does too.",
+    ),
+    argument(
+        "--continue-answer",
+        action="store_true",
+        help="Ask the model to go on from where the last answer was cut off (an incomplete one).",
+    ),
+    argument(
+        "--code",
+        nargs="?",
+        type=int,
+        const=1,
+        metavar="N",
+        help="Put the answer's code block (the first, or the N-th) into a new cell below.",
+    ),
+    argument(
         "--tools",
         metavar="NAMES",
         help="Python functions the model may call, by name, comma-separated (default: %%responses config tools=).",

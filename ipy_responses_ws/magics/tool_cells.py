@@ -15,6 +15,7 @@ told why.
 from __future__ import annotations
 
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -85,13 +86,22 @@ def describe_tools(names: str, namespace: dict[str, Any]) -> str:
 
 
 def run_tool_turn(
-    session: Any, prompt: str, request: dict[str, Any], tools: ToolRequest, store: Store, *, text: bool
+    session: Any,
+    prompt: str,
+    request: dict[str, Any],
+    tools: ToolRequest,
+    store: Store,
+    *,
+    text: bool,
+    notes: Sequence[str] = (),
 ) -> None:
     """Run the tool turn in this (the kernel's main) thread, in a live view or as plain text."""
     if text:
+        if notes:
+            print(f"[{'; '.join(notes)}]", flush=True)
         _run_text(session, prompt, request, tools, store)
     else:
-        _run_view(session, prompt, request, tools, store)
+        _run_view(session, prompt, request, tools, store, notes)
 
 
 def _ask(call: ToolCall, show: Any = None) -> bool | str:
@@ -126,7 +136,9 @@ def _start(loop: ToolLoop, prompt: str, request: dict[str, Any]) -> Any:
         raise UsageError(str(exc)) from None
 
 
-def _run_view(session: Any, prompt: str, request: dict[str, Any], tools: ToolRequest, store: Store) -> None:
+def _run_view(
+    session: Any, prompt: str, request: dict[str, Any], tools: ToolRequest, store: Store, notes: Sequence[str]
+) -> None:
     from IPython.display import display
 
     from ..widgets import ResponseView
@@ -136,6 +148,7 @@ def _run_view(session: Any, prompt: str, request: dict[str, Any], tools: ToolReq
         transport=request["transport"] or session.transport, model=request["model"] or settings.model
     )
     view.state.profile = settings.profile
+    view.state.notes.extend(notes)
     loop = _loop(
         session,
         tools,

@@ -22,7 +22,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from IPython.core.error import UsageError
@@ -95,7 +95,9 @@ def start_turn(
         raise UsageError(str(exc)) from None
 
 
-def run_foreground(session: Any, prompt: str, request: dict[str, Any], store: Store) -> None:
+def run_foreground(
+    session: Any, prompt: str, request: dict[str, Any], store: Store, notes: Sequence[str] = ()
+) -> None:
     """Stream into a live view while the cell waits; freeze it to a plain bundle at the end."""
     from IPython.display import display
 
@@ -107,6 +109,7 @@ def run_foreground(session: Any, prompt: str, request: dict[str, Any], store: St
         background=False,
     )
     view.state.profile = _settings(session, request).profile  # shown in the status line
+    view.state.notes.extend(notes)  # attachments, the last error, a continued answer
     try:
         handle = start_turn(session, prompt, request)  # a refused request shows no view, only its error
     except BaseException:
@@ -134,7 +137,9 @@ def run_foreground(session: Any, prompt: str, request: dict[str, Any], store: St
         raise TurnInterrupted() from None
 
 
-def run_background(session: Any, prompt: str, request: dict[str, Any], store: Store) -> None:
+def run_background(
+    session: Any, prompt: str, request: dict[str, Any], store: Store, notes: Sequence[str] = ()
+) -> None:
     """Return at once; the I/O loop thread feeds the view and freezes it when the turn ends."""
     from IPython.display import display
 
@@ -154,6 +159,7 @@ def run_background(session: Any, prompt: str, request: dict[str, Any], store: St
         on_stop=stop,
     )
     view.state.profile = _settings(session, request).profile  # shown in the status line
+    view.state.notes.extend(notes)  # attachments, the last error, a continued answer
     flusher = _LoopFlusher(view)
 
     on_event = flusher.on_event  # on the I/O loop thread: this view's only writer while the turn runs
@@ -178,12 +184,16 @@ def run_background(session: Any, prompt: str, request: dict[str, Any], store: St
     handle.add_done_callback(done)
 
 
-def run_terminal(session: Any, prompt: str, request: dict[str, Any], store: Store) -> None:
+def run_terminal(
+    session: Any, prompt: str, request: dict[str, Any], store: Store, notes: Sequence[str] = ()
+) -> None:
     """Print the answer as it streams (terminal IPython, ``view = 'text'``), then a footer line."""
     handle = start_turn(session, prompt, request)
     state = TurnState(transport=request["transport"] or session.transport)
     state.profile = _settings(session, request).profile
     write = sys.stdout.write
+    if notes:
+        print(f"[{'; '.join(notes)}]", flush=True)
     try:
         while True:
             item = handle.get(timeout=0.05)
