@@ -70,6 +70,7 @@ LAYER = {
     "magics.tool_cells": FACE,
     "magics.notebook_cell": FACE,
     "magics.cell_request": FACE,
+    "magics.actions": FACE,
     "magics.turns": FACE,
     # entry points
     "_extension": ENTRY,

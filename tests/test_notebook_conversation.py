@@ -197,3 +197,66 @@ def test_export_restart_load_and_continue_by_id(emu: Emulator, tmp_path: Path) -
             ["remember the word heron", "and the word kestrel", "which words?"]
         )
         assert KEY not in all_text(k.all_messages)
+
+
+def _buttons(ex: Any) -> dict[str, str]:
+    return {
+        m["content"]["data"]["state"]["description"]: m["content"]["comm_id"]
+        for m in ex.comm_opens("ButtonModel")
+    }
+
+
+def _wait_for(kernel: Kernel, expr: str, timeout: float = 20) -> Any:
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = _value(kernel, expr)
+        if value:
+            return value
+        time.sleep(0.1)
+    raise AssertionError(f"{expr} never became true")
+
+
+def test_retry_button_runs_the_prompt_again_from_the_same_parent(kernel: Kernel, emu: Emulator) -> None:
+    kernel.execute("%%respond --new -o r1\nalpha", cell_id="retry-1")
+    ex = kernel.execute("%%respond -o r2\nbeta", cell_id="retry-2")
+    old = _value(kernel, "r2.response_id")
+    buttons = _buttons(ex)
+    assert "Retry" in buttons
+    kernel.click(buttons["Retry"])
+    _wait_for(kernel, f"r2.response_id not in (None, {old!r})")
+    # the server rebuilt alpha → beta, not alpha → beta → beta: the retry forked from r1, as a re-run would
+    assert _value(kernel, "r2.text") == reply_for(["alpha", "beta"])
+    assert _value(kernel, "r2.forked_from") == 2
+    # the retried answer, frozen, is in the bar's output area
+    outputs = [
+        m["content"]["data"]["state"]["outputs"]
+        for m in kernel.all_messages
+        if m["msg_type"] == "comm_msg" and "outputs" in m["content"]["data"].get("state", {})
+    ]
+    assert any(o and "text/markdown" in o[0].get("data", {}) for o in outputs)
+    # and the conversation goes on from the retried turn
+    kernel.execute("%%respond -o r3\ngamma", cell_id="retry-3")
+    assert _value(kernel, "r3.text") == reply_for(["alpha", "beta", "gamma"])
+
+
+def test_continue_button_under_a_cut_off_answer(kernel: Kernel, emu: Emulator) -> None:
+    ex = kernel.execute("%%respond --new --max-output-tokens 20 -o cut2\nTell me another long story")
+    assert _value(kernel, "cut2.status") == "incomplete"
+    partial = _value(kernel, "cut2.text")
+    old = _value(kernel, "cut2.response_id")
+    kernel.click(_buttons(ex)["Continue"])
+    _wait_for(kernel, f"cut2.response_id != {old!r}")
+    asked = [
+        part["text"]
+        for req in _requests(emu)
+        for it in req["input"]
+        if it.get("role") == "user" and isinstance(it.get("content"), list)
+        for part in it["content"]
+        if "Continue exactly where it stops" in part.get("text", "")
+        and "another long story" in part.get("text", "")
+    ]
+    assert len(asked) == 1 and partial in asked[0]
+    # the continuation came at the end of the conversation, after the cut-off turn's parent
+    assert _value(kernel, "cut2.prompt").startswith("Your previous answer was cut off")

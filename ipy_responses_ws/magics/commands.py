@@ -20,6 +20,7 @@ from traitlets import Bool, CaselessStrEnum, Dict, Float, Int, Unicode, observe,
 
 from ..config import Settings
 from ..errors import ConfigError
+from .actions import anonymous_cell
 from .cell_request import build_cell_turn, put_code
 from .control import (
     CONFIG_KEYS,
@@ -271,7 +272,7 @@ class ResponsesMagics(Magics):
             temperature=args.temperature,
             reasoning_effort=args.reasoning_effort,
             reasoning_summary=args.reasoning_summary,
-            cell=cell_id(self.shell),
+            cell=cell_id(self.shell) or anonymous_cell(),  # a key for Retry even without a frontend cell id
             tail=args.tail,
             attachments=turn.attachments,
         )

@@ -132,7 +132,7 @@ def print_history(chain: str, history: list[tuple[str | None, str, str]], forks:
     shown: object = object()
     for cell, role, text in history:
         if cell != shown and (cell is not None or role == "user"):
-            print(f"── cell {cell[:8]}" if cell else "── (no cell id)")
+            print(f"── cell {cell[:8]}" if cell and not cell.startswith("run-") else "── (no cell id)")
             shown = cell
         first = text.strip().splitlines()[0] if text.strip() else ""
         more = " …" if len(text.strip().splitlines()) > 1 else ""

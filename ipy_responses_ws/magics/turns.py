@@ -133,6 +133,7 @@ def run_foreground(
         raise
     _freeze(view, display_handle, result)
     store(result)
+    offer_actions(session, prompt, request, store, result)
     if interrupted:
         raise TurnInterrupted() from None
 
@@ -170,6 +171,7 @@ def run_background(
         except Exception:
             log.exception("freezing the background view failed")
         store(result)
+        offer_actions(session, prompt, request, store, result)
 
     try:
         handle = start_turn(session, prompt, request, on_event=on_event)
@@ -218,6 +220,60 @@ def run_terminal(
         print(f"\nError: {result.error}", file=sys.stderr, flush=True)
     print(f"\n[{footer_text(result)}]", flush=True)
     store(result)
+
+
+def run_into(
+    session: Any,
+    prompt: str,
+    request: dict[str, Any],
+    on_view: Callable[[Any], None],
+    on_done: Callable[[Any, dict[str, Any], dict[str, Any]], None],
+) -> Any:
+    """A background turn for a Retry/Continue click: ``on_view(widget)`` once it started, then
+    ``on_done(result, data, metadata)`` on the loop thread with the frozen bundle. Returns the handle."""
+    from ..widgets import ResponseView
+
+    box: dict[str, Any] = {}
+    view = ResponseView(
+        transport=request["transport"] or session.transport,
+        model=request["model"] or _settings(session, request).model,
+        background=True,
+        on_stop=lambda: box["handle"].cancel(wait=0.0) if "handle" in box else None,
+    )
+    view.state.profile = _settings(session, request).profile
+    flusher = _LoopFlusher(view)
+    try:
+        handle = box["handle"] = start_turn(session, prompt, request, on_event=flusher.on_event)
+    except BaseException:
+        view.close()
+        raise
+    on_view(view.widget)
+
+    def done(result: Any) -> None:
+        view.finish(result, draw=False)
+        data, metadata = view.final_bundle(result)
+        view.close()
+        on_done(result, data, metadata)
+
+    handle.add_done_callback(done)
+    return handle
+
+
+def offer_actions(session: Any, prompt: str, request: dict[str, Any], store: Store, result: Any) -> None:
+    """Show Retry (and Continue under a cut-off answer) under a finished answer (magics/actions.py)."""
+    if getattr(result, "status", None) not in ("completed", "incomplete", "failed") or not request.get(
+        "cell"
+    ):
+        return
+    from IPython.display import display
+
+    from .actions import ActionsBar
+
+    try:
+        bar = ActionsBar(session, prompt, request, store, result, run=run_into)
+        display(bar.bundle(), raw=True)
+    except Exception:  # the answer is already shown; a missing bar must not fail the cell
+        log.exception("showing the Retry bar failed")
 
 
 # -- helpers ------------------------------------------------------------------------------------------------
