@@ -45,8 +45,11 @@ def cell(nb: nbformat.NotebookNode, startswith: str) -> nbformat.NotebookNode:
 
 
 def answer(c: nbformat.NotebookNode) -> dict[str, Any]:
-    """The frozen output of a %%respond cell: markdown, plain text and metadata, no widget view."""
-    outs = [o for o in c.outputs if o.output_type == "display_data"]
+    """The frozen output of a %%respond cell: markdown, plain text and metadata, no widget view.
+
+    (A finished plain turn also shows its Retry/Continue bar, a widget of its own: not part of the answer.)
+    """
+    outs = [o for o in c.outputs if o.output_type == "display_data" and "text/markdown" in o["data"]]
     assert len(outs) == 1, c.outputs
     data = outs[0]["data"]
     assert "application/vnd.jupyter.widget-view+json" not in data, "the live view was not frozen"
@@ -115,3 +118,69 @@ def test_chains(emu: Emulator, monkeypatch: pytest.MonkeyPatch) -> None:
         stdout(cell(nb, 'print("resent transcript:"')).strip()
         == "resent transcript: True | status: completed"
     )
+
+
+def test_tools(emu: Emulator, monkeypatch: pytest.MonkeyPatch) -> None:
+    nb = run("tools", emu, monkeypatch)
+    listing = stdout(cell(nb, "%responses tools"))
+    for line in ("find_orders(customer, status)", "order_total(order_id)", "in_stock(item)"):
+        assert line in listing, listing
+    assert "The total price of one order" in listing and '"pending" | "shipped" | null' in listing
+
+    # a multi-step turn: one row per call above the answer, which quotes every output
+    outputs = {
+        "find_orders": '[{"id": 1003, "customer": "Ada", "item": "mouse", "qty": 3, "unit_price": 19.5, '
+        '"status": "pending"}]',
+        "order_total": "order 1003: 3 x 19.50 = 58.50 EUR",
+        "in_stock": "40",
+    }
+    multi = answer(cell(nb, "%%respond --tools find_orders,order_total,in_stock -o r"))
+    md = multi["markdown"]
+    heading = md.index("## Turn 1: Which orders does Ada")
+    rows = [md.index(f"<summary>🔧 {name}(") for name in outputs]
+    assert rows == sorted(rows) and rows[-1] < heading, "the calls are listed, in order, above the answer"
+    assert "in_stock(item=&quot;mouse&quot;) · ok" in md and "58.50 EUR</summary>" in md
+    for out in outputs.values():
+        assert f"returned `{out}`" in md[heading:] and out in multi["text"], (
+            f"the answer does not quote {out}"
+        )
+    assert "done · WS · 3 calls in 4 steps" in md
+    assert multi["steps"] == 4 and [c["name"] for c in multi["tool_calls"]] == list(outputs)
+    assert stdout(cell(nb, 'print(r.status, "in"')).splitlines() == [
+        "completed in 4 steps",
+        f"step 1: find_orders({{'customer': 'Ada', 'status': 'pending'}}) -> ok: {outputs['find_orders']}",
+        f"step 2: order_total({{'order_id': 1003}}) -> ok: {outputs['order_total']}",
+        "step 3: in_stock({'item': 'mouse'}) -> ok: 40",
+    ]
+
+    # an exception in a tool goes back to the model as the call's output
+    err = "ValueError: no order 2001; the ids are 1001, 1002, 1003, 1004"
+    failed = answer(cell(nb, "%%respond --tools order_total -o failed"))
+    assert failed["status"] == "completed"
+    assert "order_total(order_id=2001) · failed · " in failed["markdown"]
+    assert f"returned `Error: {err}`" in failed["markdown"] and "189.00 EUR" in failed["text"]
+    assert "2 calls in 3 steps · 1 failed" in failed["markdown"]
+    assert stdout(cell(nb, "for c in failed.tool_calls")).splitlines()[0] == (
+        f"order_total {{'order_id': 2001}} error | Error: {err}"
+    )
+
+    # --max-steps: the turn stops incomplete, the call it did not run is answered in the next turn
+    limited = answer(cell(nb, "%%respond --tools in_stock --max-steps 2 -o limited"))
+    assert limited["status"] == "incomplete" and "incomplete (max\\_steps)" in limited["markdown"]
+    assert [c["status"] for c in limited["tool_calls"]] == ["ok", "error"]
+    not_run = "not run: the turn reached its step limit (max_steps=2)"
+    assert stdout(cell(nb, "print(limited.status")).splitlines() == [
+        "incomplete max_steps 2",
+        "in_stock {'item': 'keyboard'} ok | 12",
+        f"in_stock {{'item': 'monitor'}} error | {not_run}",
+    ]
+    after = answer(cell(nb, "%%respond\nWhich stock checks"))
+    assert after["status"] == "completed" and f"returned `{not_run}`" in after["markdown"]
+
+    # the Python API: the same loop, the functions passed themselves
+    printed = stdout(cell(nb, "from ipy_responses_ws import ResponsesSession"))
+    first, _, text = printed.partition("\n")
+    assert first == (
+        "completed 3 [('order_total', 'order 1002: 1 x 189.00 = 189.00 EUR'), ('in_stock', '0')]"
+    )
+    assert "returned `order 1002: 1 x 189.00 = 189.00 EUR`" in text and "returned `0`" in text
