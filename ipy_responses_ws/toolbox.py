@@ -15,6 +15,7 @@ values never leave the kernel, even when a tool returns them or puts them in an 
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import dataclasses
 import datetime as dt
 import enum
@@ -451,23 +452,23 @@ class ToolBox:
 
 
 class AsyncToolError(RuntimeError):
-    """An ``async def`` tool was called on a thread whose event loop is already running."""
+    """An ``async def`` tool could not be awaited."""
 
 
 def _await(awaitable: Any, name: str) -> Any:
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        pass
-    else:
-        if inspect.iscoroutine(awaitable):
-            awaitable.close()  # never awaited: close it so Python does not warn
-        raise AsyncToolError(
-            f"async tools need a thread without a running event loop, and {name} was called on one; "
-            "make it a plain def, or run the tool loop off the event loop's thread"
-        )
+    """Run an ``async def`` tool's coroutine to its end and return its value.
+
+    On a thread without a running loop: ``asyncio.run``. On one with a loop running (a kernel cell: ipykernel
+    runs cells inside its loop, which is blocked while the cell waits), on a short-lived helper thread with a
+    loop of its own; this thread waits for it, so the tool still behaves like a call.
+    """
 
     async def wait() -> Any:
         return await awaitable
 
-    return asyncio.run(wait())
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(wait())
+    with concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix=f"tool-{name}") as pool:
+        return pool.submit(asyncio.run, wait()).result()

@@ -130,3 +130,27 @@ def test_approve_without_stdin_denies_and_tells_the_model_why(kernel: Kernel) ->
 def test_background_cells_refuse_tools_with_the_reason(kernel: Kernel) -> None:
     ex = kernel.execute("%%respond --background --tools get_weather\nhi")
     assert ex.status == "error" and "main thread" in ex.error["evalue"]
+
+
+def test_async_tools_run_in_the_kernel(kernel: Kernel) -> None:
+    kernel.execute(
+        "import asyncio\n"
+        "async def fetch_rate(currency: str) -> str:\n"
+        "    '''An exchange rate, fetched asynchronously.'''\n"
+        "    await asyncio.sleep(0.01)\n"
+        "    return f'1 EUR = 11.5 {currency}'\n"
+    )
+    ex = kernel.execute('%%respond --new --tools fetch_rate -o fx\nUse fetch_rate(currency="NOK")')
+    assert ex.status == "ok", ex.error
+    out = kernel.execute("print(fx.tool_calls[0].status, fx.tool_calls[0].output)").stdout()
+    assert out.strip() == "ok 1 EUR = 11.5 NOK"
+
+
+def test_a_hosted_tool_is_passed_through_and_its_call_shown(kernel: Kernel, emu: Emulator) -> None:
+    ex = kernel.execute("%%respond --new --tool web_search -o found\nsearch the web for jupyter kernels")
+    assert ex.status == "ok", ex.error
+    assert _requests(emu)[-1][1]["tools"] == [{"type": "web_search"}]
+    frozen = [m["content"]["data"]["text/markdown"] for m in ex.of_type("update_display_data")][-1]
+    assert "web search" in frozen and "jupyter kernels" in frozen
+    bad = kernel.execute("%%respond --tool file_search\nhi")
+    assert bad.status == "error" and "vector store" in bad.error["evalue"].lower()
