@@ -271,7 +271,6 @@ def test_truncated_answer_says_incomplete(kernel: Kernel) -> None:
         ("%%respond --bogus\nhi", "--bogus"),
         ("%%respond -o 1abc\nhi", "1abc"),
         ("%%respond\nWhat about {undefined_thing}?", "undefined_thing"),
-        ("%%respond\n   ", "empty"),
         ("%responses frobnicate", "frobnicate"),
         ("%responses transport carrier", "ws or sse"),
         ("%responses config colour=blue", "colour"),

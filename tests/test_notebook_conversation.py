@@ -134,6 +134,21 @@ def test_error_adds_the_last_exception_and_the_failing_cell(kernel: Kernel, emu:
     assert text.startswith("Explain this error and how to fix it.") and "ZeroDivisionError" in text
 
 
+def test_an_empty_prompt_with_no_error_to_explain_says_what_to_do(kernel: Kernel) -> None:
+    forget = "import sys\nfor _n in ('last_type', 'last_value', 'last_traceback', 'last_exc'):\n    sys.__dict__.pop(_n, None)"
+    for cell in ("%respond", "%%respond\n   "):
+        kernel.execute(forget)  # no error yet in this kernel (a UsageError counts as one too)
+        ex = kernel.execute(cell)
+        assert ex.status == "error" and ex.error["ename"] == "UsageError"
+        assert (
+            "The cell is empty" in ex.error["evalue"] and "no cell has raised one yet" in ex.error["evalue"]
+        )
+        assert not ex.comm_opens(), "no view for a cell that never started"
+    kernel.execute(forget)
+    ex = kernel.execute("%respond --error")
+    assert ex.status == "error" and "No error to explain" in ex.error["evalue"]
+
+
 def test_continue_answer_goes_on_from_a_cut_off_answer(kernel: Kernel, emu: Emulator) -> None:
     ex = kernel.execute("%%respond --new --max-output-tokens 20 -o cut\nTell me a long story")
     assert ex.status == "ok", ex.error
@@ -218,7 +233,19 @@ def _wait_for(kernel: Kernel, expr: str, timeout: float = 20) -> Any:
     raise AssertionError(f"{expr} never became true")
 
 
+def test_retry_reruns_the_last_turn_from_the_same_parent(kernel: Kernel) -> None:
+    kernel.execute("%%respond --new -o q1\nfirst", cell_id="again-1")
+    kernel.execute("%%respond -o q2\nsecond", cell_id="again-2")
+    ex = kernel.execute("%respond --retry")
+    assert ex.status == "ok", ex.error
+    assert _value(kernel, "q2.text") == reply_for(["first", "second"])  # not first → second → second
+    assert _value(kernel, "q2.forked_from") == 2
+    # no Retry bar unless asked for: a saved widget shows "Error displaying widget" on reopen
+    assert "Retry" not in _buttons(ex)
+
+
 def test_retry_button_runs_the_prompt_again_from_the_same_parent(kernel: Kernel, emu: Emulator) -> None:
+    assert "retry_buttons = True" in kernel.execute("%responses config retry_buttons=true").stdout()
     kernel.execute("%%respond --new -o r1\nalpha", cell_id="retry-1")
     ex = kernel.execute("%%respond -o r2\nbeta", cell_id="retry-2")
     old = _value(kernel, "r2.response_id")

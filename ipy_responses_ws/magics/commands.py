@@ -24,10 +24,12 @@ from .actions import anonymous_cell
 from .cell_request import build_cell_turn, put_code
 from .control import (
     CONFIG_KEYS,
+    MAGIC_KEYS,
     parse_config_pairs,
     parse_profile_pairs,
     print_history,
     print_status,
+    set_magic_keys,
     setting_text,
 )
 from .holder import SessionHolder
@@ -43,8 +45,6 @@ log = logging.getLogger(__name__)
 _DEFAULTS = {f.name: f.default for f in dataclasses.fields(Settings)}
 _TRANSPORTS = ("ws", "sse")
 _ACTIONS = ("reset", "status", "history", "transport", "config", "stop", "close", "tools", "export", "load")
-#: Magic-level defaults that `%responses config` sets besides the Settings (CONFIG_KEYS).
-_MAGIC_KEYS = ("tools", "max_steps", "prices")
 
 
 def _has_widget_frontend(shell: Any) -> bool:
@@ -129,6 +129,11 @@ class ResponsesMagics(Magics):
         help="Python functions every cell may call as tools, by name, comma-separated (a cell's --tools wins).",
     ).tag(config=True)
     max_steps = Int(10, help="Most responses in one tool turn (--max-steps).").tag(config=True)
+    retry_buttons = Bool(
+        False,
+        help="Show Retry / Continue buttons under each answer. Off by default: they are a widget, and a widget "
+        "saved in a notebook shows 'Error displaying widget' when reopened. %respond --retry works always.",
+    ).tag(config=True)
 
     @validate("max_steps")
     def _check_max_steps(self, proposal: dict[str, Any]) -> int:
@@ -247,6 +252,13 @@ class ResponsesMagics(Magics):
         the profile), so cells comparing providers do not continue each other.
         """
         args = parse_argstring(self.respond, line)
+        if args.retry:  # the Retry button's twin: the last turn again, from the same parent (a fork)
+            if self.holder.last_turn is None:
+                raise UsageError(
+                    "Nothing to retry yet: --retry runs the last %%respond again from the same point."
+                )
+            self.holder.last_turn()
+            return
         # As a line magic (``%respond --error``, ``%respond --continue-answer``) there is no cell: IPython refuses
         # an empty cell body, so this is how "an empty cell" is written.
         turn = build_cell_turn(args, cell or "", self.shell, self.holder.last_result)
@@ -285,10 +297,15 @@ class ResponsesMagics(Magics):
                     "Tools run in the kernel's main thread, which a --background cell leaves at once: "
                     "run this cell without --background."
                 )
-            run_tool_turn(self.session, prompt, request, tools, store, text=text_view, notes=turn.notes)
-            return
-        run = run_terminal if text_view else run_background if args.background else run_foreground
-        run(self.session, prompt, request, store, notes=turn.notes)
+            self.holder.last_turn = lambda: run_tool_turn(
+                self.session, prompt, request, tools, store, text=text_view, notes=turn.notes
+            )
+        else:
+            run = run_terminal if text_view else run_background if args.background else run_foreground
+            self.holder.last_turn = lambda: run(
+                self.session, prompt, request, store, notes=turn.notes, buttons=self.retry_buttons
+            )
+        self.holder.last_turn()
 
     def _chain_for(self, profile: str | None) -> str:
         """The conversation a cell continues without ``-c``: the default one, or the profile's own for a
@@ -427,12 +444,12 @@ class ResponsesMagics(Magics):
             settings = session.settings
             for key in CONFIG_KEYS:
                 print(setting_text(key, getattr(settings, key)))
-            for key in _MAGIC_KEYS[:2]:
+            for key in MAGIC_KEYS[:3]:
                 print(setting_text(key, getattr(self, key)))
             for profile in session.profiles.values():
                 print(profile.describe())
             return
-        magic_values = [v for v in values if v.partition("=")[0].strip().replace("-", "_") in _MAGIC_KEYS]
+        magic_values = [v for v in values if v.partition("=")[0].strip().replace("-", "_") in MAGIC_KEYS]
         profile_values = [v for v in values if v.strip().startswith("profile.")]
         others = [v for v in values if v not in profile_values and v not in magic_values]
         # Everything is validated before anything changes: the profile table first, then the settings
@@ -458,22 +475,7 @@ class ResponsesMagics(Magics):
             assert table is not None
             for name in dict.fromkeys(v.strip().split(".")[1] for v in profile_values):
                 print(table[name].describe())
-        for pair in magic_values:
-            key, _, text = pair.partition("=")
-            key = key.strip().replace("-", "_")
-            if key == "max_steps" and not text.strip().isdigit():
-                raise UsageError(f"max_steps wants a whole number, got {text!r}.")
-            if (
-                key == "prices"
-            ):  # a JSON table over the defaults, e.g. {"my-model": {"input": 1, "output": 4}}
-                try:
-                    session.ledger.set_prices(None if text.strip().lower() in ("", "none") else text)
-                except ConfigError as exc:
-                    raise UsageError(str(exc)) from None
-                print(f"prices: {len(session.ledger.prices)} models priced")
-                continue
-            setattr(self, key, int(text) if key == "max_steps" else text.strip())
-            print(setting_text(key, getattr(self, key)))
+        set_magic_keys(self, session, magic_values)
         for key, value in changes.items():
             setattr(self, key, value)  # the trait observer configures the session
         if changes:

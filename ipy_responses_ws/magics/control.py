@@ -13,6 +13,8 @@ from ..redact import redact_url
 
 __all__ = [
     "CONFIG_KEYS",
+    "MAGIC_KEYS",
+    "set_magic_keys",
     "parse_config_pairs",
     "parse_profile_pairs",
     "print_history",
@@ -42,6 +44,38 @@ CONFIG_KEYS = (
     "base_url",
     "profile",
 )
+
+
+#: Magic-level defaults that `%responses config` sets besides the Settings: traits of ResponsesMagics, and the
+#: session's price table (`prices`, not shown by a bare `%responses config`).
+MAGIC_KEYS = ("tools", "max_steps", "retry_buttons", "prices")
+
+
+def set_magic_keys(magics: Any, session: Any, pairs: list[str]) -> None:
+    """Apply ``tools=``, ``max_steps=``, ``retry_buttons=`` and ``prices=`` words (each checked, then printed)."""
+    for pair in pairs:
+        key, _, text = pair.partition("=")
+        key = key.strip().replace("-", "_")
+        if key == "prices":  # a JSON table over the defaults: {"my-model": {"input": 1, "output": 4}}
+            try:
+                session.ledger.set_prices(None if text.strip().lower() in ("", "none") else text)
+            except ConfigError as exc:
+                raise UsageError(str(exc)) from None
+            print(f"prices: {len(session.ledger.prices)} models priced")
+            continue
+        if key == "max_steps":
+            if not text.strip().isdigit():
+                raise UsageError(f"max_steps wants a whole number, got {text!r}.")
+            value: Any = int(text)
+        elif key == "retry_buttons":
+            try:
+                value = parse_config_value("store", text)  # the same true/false words as every switch
+            except ConfigError:
+                raise UsageError(f"retry_buttons wants true or false, not {text!r}.") from None
+        else:
+            value = text.strip()
+        setattr(magics, key, value)
+        print(setting_text(key, getattr(magics, key)))
 
 
 def parse_config_pairs(values: list[str], settings: Any) -> dict[str, Any]:

@@ -48,6 +48,7 @@ class SessionHolder:
         self._listeners: list[Callable[[str], Any]] = []
         #: The ``TurnResult`` of the latest ``%%respond`` turn (the CLI demo reads it for its timing table).
         self.last_result: TurnResult | Any = None
+        self.last_turn: Callable[[], Any] | None = None  # runs the last %%respond again (--retry)
 
     def use_settings(self, settings: Callable[[], Mapping[str, Any]]) -> None:
         """Where a new session's settings come from (the magics' traits), read when it is created."""

@@ -63,6 +63,11 @@ _OPTIONS = [
         help="Ask the model to go on from where the last answer was cut off (an incomplete one).",
     ),
     argument(
+        "--retry",
+        action="store_true",
+        help="Run the last %%%%respond again from the same point of the conversation (replacing its turn).",
+    ),
+    argument(
         "--code",
         nargs="?",
         type=int,

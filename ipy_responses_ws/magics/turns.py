@@ -96,7 +96,12 @@ def start_turn(
 
 
 def run_foreground(
-    session: Any, prompt: str, request: dict[str, Any], store: Store, notes: Sequence[str] = ()
+    session: Any,
+    prompt: str,
+    request: dict[str, Any],
+    store: Store,
+    notes: Sequence[str] = (),
+    buttons: bool = False,
 ) -> None:
     """Stream into a live view while the cell waits; freeze it to a plain bundle at the end."""
     from IPython.display import display
@@ -133,13 +138,19 @@ def run_foreground(
         raise
     _freeze(view, display_handle, result)
     store(result)
-    offer_actions(session, prompt, request, store, result)
+    if buttons:
+        offer_actions(session, prompt, request, store, result)
     if interrupted:
         raise TurnInterrupted() from None
 
 
 def run_background(
-    session: Any, prompt: str, request: dict[str, Any], store: Store, notes: Sequence[str] = ()
+    session: Any,
+    prompt: str,
+    request: dict[str, Any],
+    store: Store,
+    notes: Sequence[str] = (),
+    buttons: bool = False,
 ) -> None:
     """Return at once; the I/O loop thread feeds the view and freezes it when the turn ends."""
     from IPython.display import display
@@ -171,7 +182,8 @@ def run_background(
         except Exception:
             log.exception("freezing the background view failed")
         store(result)
-        offer_actions(session, prompt, request, store, result)
+        if buttons:
+            offer_actions(session, prompt, request, store, result)
 
     try:
         handle = start_turn(session, prompt, request, on_event=on_event)
@@ -187,7 +199,12 @@ def run_background(
 
 
 def run_terminal(
-    session: Any, prompt: str, request: dict[str, Any], store: Store, notes: Sequence[str] = ()
+    session: Any,
+    prompt: str,
+    request: dict[str, Any],
+    store: Store,
+    notes: Sequence[str] = (),
+    buttons: bool = False,  # no widgets in a terminal: nothing to click
 ) -> None:
     """Print the answer as it streams (terminal IPython, ``view = 'text'``), then a footer line."""
     handle = start_turn(session, prompt, request)
@@ -260,7 +277,11 @@ def run_into(
 
 
 def offer_actions(session: Any, prompt: str, request: dict[str, Any], store: Store, result: Any) -> None:
-    """Show Retry (and Continue under a cut-off answer) under a finished answer (magics/actions.py)."""
+    """Show Retry (and Continue under a cut-off answer) under a finished answer (magics/actions.py).
+
+    Only with ``retry_buttons`` on: the bar is a widget, and a widget view saved in a notebook shows "Error
+    displaying widget: model not found" when it is reopened (DESIGN.md §5), so it is the user's choice.
+    """
     if getattr(result, "status", None) not in ("completed", "incomplete", "failed") or not request.get(
         "cell"
     ):
