@@ -5,7 +5,10 @@
     ResponsesError                       root; .hint says what to do; str() = what happened + hint
     ├── ConfigError                      bad settings / arguments
     │   ├── MissingAPIKeyError           the key's variable (OPENAI_API_KEY, a profile's) unset
-    │   └── InsecureTransportError       key over ws:// or http:// to a non-loopback host
+    │   ├── InsecureTransportError       key over ws:// or http:// to a non-loopback host
+    │   └── (in their own modules) ToolSchemaError, PriceTableError, ConversationFormatError,
+    │       AttachmentError, NoErrorToExplain: a function, price table, export file, attachment or
+    │       missing error the user named
     ├── TransportError                   the connection itself failed
     │   ├── ConnectError                 TCP/TLS/DNS failure (.url)
     │   │   └── CertificateError         the server's certificate is not trusted (a CA to add: SSL_CERT_FILE)
@@ -18,7 +21,8 @@
     │   ├── AuthenticationError          401/403: names OPENAI_API_KEY, never the key
     │   ├── RateLimitError               429 (.retry_after seconds or None)
     │   └── ResponseFailedError          response.failed terminal event (.response_id)
-    └── PoolClosedError                  the session/pool was closed
+    ├── PoolClosedError                  the session/pool was closed
+    └── BudgetExceededError              (pricing.py) the session's estimated cost reached Settings.budget
 
 Secrets never reach exception text: every message and every free-text field is passed through
 :func:`~ipy_responses_ws.redact.redact` at construction (the registered key, gateway keys in URL queries,
