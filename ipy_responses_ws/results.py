@@ -72,6 +72,9 @@ class TurnResult:
     steps: int = 1
     forked_from: int | None = None  # a re-run cell: the turn number its new turn replaced (a fork)
     trimmed_turns: int = 0  # earlier turns left out of a resent transcript (Settings.max_turns)
+    notes: list[str] = field(
+        default_factory=list
+    )  # what the cell added (attachments, the last error): footer
     cost: Cost | None = (
         None  # the estimate from usage and the session's price table (ledger.py); None: unknown
     )

@@ -131,6 +131,7 @@ def footer_text(result: Any) -> str:
     retries = getattr(result, "retries", 0)
     if retries:
         parts.append(f"retried {retries}×")
+    parts += getattr(result, "notes", None) or []  # "attached df (1.2 KB)", "with the last error"
     cost = getattr(result, "cost", None)
     if cost is not None:
         parts.append(f"≈{cost.format()}")

@@ -99,8 +99,8 @@ def test_a_dataframe_in_the_prompt_arrives_as_a_compact_table(kernel: Kernel, em
     text = _last_user_parts(emu)[0]["text"]
     assert "shape (1200, 2)" in text and "| Paris |" in text and "temp (int64)" in text
     assert len(text) < 5000  # a view within the budget, not 1,200 rows
-    shown = json.dumps([m["content"] for m in ex.messages])
-    assert "attached df" in shown  # the status line says what went in
+    frozen = [m["content"]["data"]["text/markdown"] for m in ex.of_type("update_display_data")][-1]
+    assert "attached df (" in frozen  # the saved footer says what went in
 
 
 def test_a_figure_is_attached_as_an_image(kernel: Kernel, emu: Emulator) -> None:
@@ -195,7 +195,7 @@ def test_export_restart_load_and_continue_by_id(emu: Emulator, tmp_path: Path) -
         k.execute("%%respond -o one\nremember the word heron")
         k.execute("%%respond -o two\nand the word kestrel")
         last_id = _value(k, "two.response_id")
-        ex = k.execute(f"%responses export {path}")
+        ex = k.execute(f"%responses export -c default {path}")  # -c may come before the path
         assert ex.status == "ok", ex.error
         md = k.execute(f"%responses export {tmp_path / 'chat.md'}")
         assert md.status == "ok", md.error

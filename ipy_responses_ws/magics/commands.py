@@ -11,6 +11,7 @@ import dataclasses
 import functools
 import keyword
 import logging
+import re
 from typing import Any
 
 from IPython.core.error import UsageError
@@ -353,6 +354,8 @@ class ResponsesMagics(Magics):
         ``%responses stop``                     stop every response still streaming (background cells)
         ``%responses close``                    close the connections (the conversation is kept)
         """
+        # "-c NAME" may come anywhere (argparse would refuse a PATH after it): move it to the end first
+        line = re.sub(r"^(.*?)\s(?:-c|--chain)(?:\s+|=)(\S+)(.*)$", r"\1\3 -c \2", f" {line}").strip()
         args = parse_argstring(self.responses, line)
         action = args.action
         values: list[str] = args.values

@@ -1,8 +1,8 @@
 """What a ``%%respond`` cell knows about the notebook cell it runs in.
 
-JupyterLab, Notebook 7 and VS Code send each cell's id as ``metadata.cellId`` in its ``execute_request``
-(nbclient does too, since it runs notebooks cell by cell). Terminal IPython and some frontends send none: then a
-turn always continues the conversation from its tail.
+JupyterLab, Notebook 7 and VS Code send each cell's id as ``metadata.cellId`` in its ``execute_request``.
+Terminal IPython, nbclient 0.11 (``nbconvert --execute``, papermill) and some frontends send none: then a turn
+always continues the conversation from its tail.
 """
 
 from __future__ import annotations

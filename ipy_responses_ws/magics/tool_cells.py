@@ -161,7 +161,7 @@ def _run_view(
     try:
         result = _start(loop, prompt, request)
     except KeyboardInterrupt:
-        _freeze(view, display_handle, loop.result)
+        _freeze(view, display_handle, loop.result, notes)
         store(loop.result)
         raise TurnInterrupted() from None
     except UsageError:
@@ -169,10 +169,10 @@ def _run_view(
         raise
     except BaseException:
         if loop.result is not None:
-            _freeze(view, display_handle, loop.result)
+            _freeze(view, display_handle, loop.result, notes)
             store(loop.result)
         raise
-    _freeze(view, display_handle, result)
+    _freeze(view, display_handle, result, notes)
     store(result)
 
 

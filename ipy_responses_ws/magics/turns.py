@@ -133,10 +133,10 @@ def run_foreground(
         result = _cancel_and_collect(handle, prompt, request)
     except BaseException:
         result = _cancel_and_collect(handle, prompt, request)
-        _freeze(view, display_handle, result)
+        _freeze(view, display_handle, result, notes)
         store(result)  # -o always gets a result, however the turn ended
         raise
-    _freeze(view, display_handle, result)
+    _freeze(view, display_handle, result, notes)
     store(result)
     if buttons:
         offer_actions(session, prompt, request, store, result)
@@ -178,7 +178,7 @@ def run_background(
 
     def done(result: Any) -> None:
         try:
-            _freeze(view, box.get("display"), result)
+            _freeze(view, box.get("display"), result, notes)
         except Exception:
             log.exception("freezing the background view failed")
         store(result)
@@ -387,8 +387,11 @@ class _NotSent:
     profile: str | None = None
 
 
-def _freeze(view: Any, display_handle: Any, result: Any) -> None:
-    """Replace the live view by the plain bundle (DESIGN.md §5), then close its widgets."""
+def _freeze(view: Any, display_handle: Any, result: Any, notes: Sequence[str] = ()) -> None:
+    """Replace the live view by the plain bundle (DESIGN.md §5), then close its widgets. *notes* (what the cell
+    attached) go into the result, so the saved footer says what the prompt carried."""
+    if notes and hasattr(result, "notes"):
+        result.notes = list(notes)
     view.finish(result, draw=False)
     data, metadata = view.final_bundle(result)  # with the server-side tool calls the view saw
     if display_handle is not None:
