@@ -28,7 +28,7 @@ from ..tool_loop import ToolLoop
 from ..tool_schema import describe, hosted_tool
 from ..tool_view import tool_line
 from ..toolbox import ToolBox, ToolCall
-from .turns import Store, TurnInterrupted, _freeze, _pump, _settings, no_key_message
+from .turns import Store, TurnInterrupted, _freeze, _pump, _settings, new_view, no_key_message, print_events
 
 __all__ = ["ToolRequest", "describe_tools", "run_tool_turn", "tool_request"]
 
@@ -141,14 +141,7 @@ def _run_view(
 ) -> None:
     from IPython.display import display
 
-    from ..widgets import ResponseView
-
-    settings = _settings(session, request)
-    view = ResponseView(
-        transport=request["transport"] or session.transport, model=request["model"] or settings.model
-    )
-    view.state.profile = settings.profile
-    view.state.notes.extend(notes)
+    view = new_view(session, request, notes)
     loop = _loop(
         session,
         tools,
@@ -179,19 +172,9 @@ def _run_view(
 def _run_text(session: Any, prompt: str, request: dict[str, Any], tools: ToolRequest, store: Store) -> None:
     state = TurnState(transport=request["transport"] or session.transport)
     state.profile = _settings(session, request).profile
-    write = sys.stdout.write
 
     def wait(handle: Any) -> None:
-        while True:
-            item = handle.get(timeout=0.05)
-            if item is None:
-                if handle.done():
-                    return
-                continue
-            added = state.apply(item)
-            if added:
-                write(added)
-                sys.stdout.flush()
+        print_events(handle, state)
 
     def on_call(call: ToolCall) -> None:
         state.tool_call(call)

@@ -106,15 +106,7 @@ def run_foreground(
     """Stream into a live view while the cell waits; freeze it to a plain bundle at the end."""
     from IPython.display import display
 
-    from ..widgets import ResponseView
-
-    view = ResponseView(
-        transport=request["transport"] or session.transport,
-        model=request["model"] or _settings(session, request).model,
-        background=False,
-    )
-    view.state.profile = _settings(session, request).profile  # shown in the status line
-    view.state.notes.extend(notes)  # attachments, the last error, a continued answer
+    view = new_view(session, request, notes)
     try:
         handle = start_turn(session, prompt, request)  # a refused request shows no view, only its error
     except BaseException:
@@ -155,8 +147,6 @@ def run_background(
     """Return at once; the I/O loop thread feeds the view and freezes it when the turn ends."""
     from IPython.display import display
 
-    from ..widgets import ResponseView
-
     box: dict[str, Any] = {}
 
     def stop() -> None:
@@ -164,14 +154,7 @@ def run_background(
         if handle is not None:
             handle.cancel(wait=0.0)
 
-    view = ResponseView(
-        transport=request["transport"] or session.transport,
-        model=request["model"] or _settings(session, request).model,
-        background=True,
-        on_stop=stop,
-    )
-    view.state.profile = _settings(session, request).profile  # shown in the status line
-    view.state.notes.extend(notes)  # attachments, the last error, a continued answer
+    view = new_view(session, request, notes, on_stop=stop)
     flusher = _LoopFlusher(view)
 
     on_event = flusher.on_event  # on the I/O loop thread: this view's only writer while the turn runs
@@ -210,20 +193,10 @@ def run_terminal(
     handle = start_turn(session, prompt, request)
     state = TurnState(transport=request["transport"] or session.transport)
     state.profile = _settings(session, request).profile
-    write = sys.stdout.write
     if notes:
         print(f"[{'; '.join(notes)}]", flush=True)
     try:
-        while True:
-            item = handle.get(timeout=0.05)
-            if item is None:
-                if handle.done():
-                    break
-                continue
-            added = state.apply(item)
-            if added:
-                write(added)
-                sys.stdout.flush()
+        print_events(handle, state)
         result = handle.result(timeout=5.0)
     except KeyboardInterrupt:
         result = _cancel_and_collect(handle, prompt, request)
@@ -248,16 +221,10 @@ def run_into(
 ) -> Any:
     """A background turn for a Retry/Continue click: ``on_view(widget)`` once it started, then
     ``on_done(result, data, metadata)`` on the loop thread with the frozen bundle. Returns the handle."""
-    from ..widgets import ResponseView
-
     box: dict[str, Any] = {}
-    view = ResponseView(
-        transport=request["transport"] or session.transport,
-        model=request["model"] or _settings(session, request).model,
-        background=True,
-        on_stop=lambda: box["handle"].cancel(wait=0.0) if "handle" in box else None,
+    view = new_view(
+        session, request, on_stop=lambda: box["handle"].cancel(wait=0.0) if "handle" in box else None
     )
-    view.state.profile = _settings(session, request).profile
     flusher = _LoopFlusher(view)
     try:
         handle = box["handle"] = start_turn(session, prompt, request, on_event=flusher.on_event)
@@ -298,6 +265,44 @@ def offer_actions(session: Any, prompt: str, request: dict[str, Any], store: Sto
 
 
 # -- helpers ------------------------------------------------------------------------------------------------
+
+
+def new_view(
+    session: Any,
+    request: dict[str, Any],
+    notes: Sequence[str] = (),
+    *,
+    on_stop: Callable[[], Any] | None = None,
+) -> Any:
+    """The live view of one turn: its transport, model and profile, and what the cell attached, in the status
+    line. With *on_stop* it is a background view (its Stop button calls it)."""
+    from ..widgets import ResponseView
+
+    settings = _settings(session, request)
+    view = ResponseView(
+        transport=request["transport"] or session.transport,
+        model=request["model"] or settings.model,
+        background=on_stop is not None,
+        on_stop=on_stop,
+    )
+    view.state.profile = settings.profile  # shown in the status line
+    view.state.notes.extend(notes)  # attachments, the last error, a continued answer
+    return view
+
+
+def print_events(handle: Any, state: Any) -> None:
+    """Print the answer text of one handle's events as they come (terminal IPython, ``view = 'text'``)."""
+    write = sys.stdout.write
+    while True:
+        item = handle.get(timeout=0.05)
+        if item is None:
+            if handle.done():
+                return
+            continue
+        added = state.apply(item)
+        if added:
+            write(added)
+            sys.stdout.flush()
 
 
 def _settings(session: Any, request: dict[str, Any]) -> Any:
