@@ -3,6 +3,7 @@
     python benchmarks/run_all.py                 # full run (< 10 minutes on 2 cores)
     python benchmarks/run_all.py --update-docs   # ... and rewrite the generated part of docs/benchmarks.md
     python benchmarks/run_all.py --quick --out /tmp/r.json --markdown /tmp/r.md   # CI smoke (< 60 s)
+    python benchmarks/run_all.py --only tools    # one benchmark; the others' results are kept from --out
 
 Each benchmark runs in its own Python process (``bench_*.py --json``), so one crashing or hanging does not take
 the others down and the engine's I/O thread from one does not linger in the next. Ratios inside each benchmark
@@ -25,7 +26,7 @@ from typing import Any
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
-BENCHES = ["latency", "bytes", "parse", "kernel"]
+BENCHES = ["latency", "bytes", "parse", "kernel", "tools"]
 BEGIN = "<!-- BEGIN GENERATED: python benchmarks/run_all.py --update-docs -->"
 END = "<!-- END GENERATED -->"
 PACKAGES = ["ipy_responses_ws", "openai", "aiohttp", "websockets", "pydantic", "httpx2", "ipykernel", "ipywidgets",
@@ -98,6 +99,9 @@ def headline(results: dict[str, Any]) -> dict[str, Any]:
     real = _get(results, "latency", "realistic", "ratios") or {}
     sizes = _get(results, "kernel", "iopub", "sizes") or []
     largest = max(sizes, key=lambda r: r["target_bytes"], default=None)
+    tools0 = _get(results, "tools", "zero-delay", "ratios") or {}
+    tools_real = _get(results, "tools", "realistic", "ratios") or {}
+    tool_bytes = _get(results, "tools", "zero-delay", "bytes") or {}
     out = {
         "ws_vs_floor_ratio": _get(lat, "ws_vs_floor_ratio", "median"),
         "ws_vs_sdk_ws_ratio": _get(lat, "ws_vs_sdk_ws_ratio", "median"),
@@ -137,6 +141,25 @@ def headline(results: dict[str, Any]) -> dict[str, Any]:
             results, "kernel", "concurrency", "background_vs_sequential_ratio"
         ),
         "bytes_sse_full_vs_ws_last_turn_ratio": _get(results, "bytes", "sse_full_vs_ws_last_turn_up_ratio"),
+        # Tool rollouts (issue 12 item 9): 20 steps, total wall time at zero delay, ours over WS / the peer.
+        "tool_rollout_ws_vs_agents_sdk_ratio": _get(tools0, "ws_vs_agents_sdk_ratio", "median"),
+        "tool_rollout_ws_vs_livekit_ratio": _get(tools0, "ws_vs_livekit_ratio", "median"),
+        "tool_rollout_ws_vs_sse_ratio": _get(tools0, "ws_vs_sse_ratio", "median"),
+        "tool_rollout_ws_nostore_vs_sse_nostore_ratio": _get(
+            tools0, "ws_nostore_vs_sse_nostore_ratio", "median"
+        ),
+        "realistic_tool_rollout_ws_vs_agents_sdk_ratio": _get(tools_real, "ws_vs_agents_sdk_ratio", "median"),
+        "realistic_tool_rollout_ws_vs_livekit_ratio": _get(tools_real, "ws_vs_livekit_ratio", "median"),
+        "realistic_tool_rollout_ws_vs_sse_ratio": _get(tools_real, "ws_vs_sse_ratio", "median"),
+        # Wire bytes of the 20 step requests (each carries one function_call_output), in order.
+        "tool_rollout_ws_up_bytes_per_step": (
+            tool_bytes.get("ours WS store=true", {}).get("up_bytes_per_request") or [None]
+        )[1:]
+        or None,
+        "tool_rollout_sse_nostore_up_bytes_per_step": (
+            tool_bytes.get("ours SSE store=false", {}).get("up_bytes_per_request") or [None]
+        )[1:]
+        or None,
     }
     return out
 
@@ -147,6 +170,7 @@ def render(report: dict[str, Any]) -> str:
     import bench_kernel
     import bench_latency
     import bench_parse
+    import bench_tools
     from stats import markdown_table
 
     m = report["machine"]
@@ -161,9 +185,24 @@ def render(report: dict[str, Any]) -> str:
         "",
         f"Versions: {pk}; git {m['git_commit']}.",
         "",
+    ]
+    if report.get("kept"):
+        kept = report["kept"]
+        lines += [
+            f"Kept from the earlier run started {kept['started']} UTC (`{kept['command']}`, its machine and "
+            f"versions): {', '.join(kept['benchmarks'])}.",
+            "",
+        ]
+    lines += [
         "### Headline figures",
         "",
-        markdown_table(["key", "value"], [[k, v] for k, v in report["headline"].items()]),
+        markdown_table(
+            ["key", "value"],
+            [
+                [k, ", ".join(map(str, v)) if isinstance(v, list) else v]
+                for k, v in report["headline"].items()
+            ],
+        ),
         "",
     ]
     renderers = {
@@ -171,6 +210,7 @@ def render(report: dict[str, Any]) -> str:
         "bytes": ("2. Bytes sent per turn", bench_bytes.render),
         "parse": ("3. Event parsing throughput", bench_parse.render),
         "kernel": ("4-6. Kernel: first update, iopub traffic, memory, concurrency", bench_kernel.render),
+        "tools": ("7. Tool rollouts: 20 function-call steps", bench_tools.render),
     }
     for name, (title, fn) in renderers.items():
         lines += [f"### {title}", ""]
@@ -222,7 +262,10 @@ def main() -> int:
     timeout = 120.0 if args.quick else 400.0
     for name in names:
         print(f"[run_all] {name} ...", file=sys.stderr, flush=True)
-        result, error, seconds = run_bench(name, args.quick, timeout)
+        # tools: 18 realistic rollouts of ~10 s each, plus building the peers' venv the first time (~40 s)
+        result, error, seconds = run_bench(
+            name, args.quick, 600.0 if name == "tools" and not args.quick else timeout
+        )
         report["seconds"][name] = round(seconds, 1)
         if result is None:
             report["errors"][name] = error
@@ -231,6 +274,21 @@ def main() -> int:
             report["results"][name] = result
         print(f"[run_all] {name} done in {seconds:.0f} s", file=sys.stderr, flush=True)
     report["duration_seconds"] = round(time.perf_counter() - t0, 1)
+    if args.only and Path(args.out).exists():
+        # Keep the other benchmarks' results from the file this run would overwrite.
+        try:
+            prev = json.loads(Path(args.out).read_text())
+        except (OSError, ValueError):
+            prev = {}
+        others = [n for n in BENCHES if n not in names and n in prev.get("results", {})]
+        if others:
+            for n in others:
+                report["results"][n] = prev["results"][n]
+                if n in prev.get("seconds", {}):
+                    report["seconds"][n] = prev["seconds"][n]
+            kept = prev.get("kept") or {"started": prev.get("started"), "command": prev.get("command")}
+            report["kept"] = {**kept, "benchmarks": others}
+            report["results"] = {n: report["results"][n] for n in BENCHES if n in report["results"]}
     report["loadavg_end"] = os.getloadavg()
     report["headline"] = headline(report["results"])
     # Headline keys at the top level too, as the issue asks ("results.json with at least these keys").
