@@ -154,7 +154,9 @@ class ToolLoop:
                     self.steps.append(handle.result(timeout=2.0))
                 except BaseException:  # the loop side did not confirm in time: the result says cancelled
                     pass
-                self._owe(chain, outputs)
+            # Outputs computed but never delivered (the step sending them was stopped, or refused before it
+            # started: the budget). Chain.owe keeps only those its last response still waits for.
+            self._owe(chain, outputs)
             for call in pending:
                 if call.status in ("pending", "running"):
                     _end(call, "cancelled by the user", status="cancelled")

@@ -197,3 +197,33 @@ def test_start_refuses_python_functions(emu):
 
     with new_session(emu) as s, pytest.raises(ConfigError, match="respond"):
         s.start("hi", tools=[get_weather])
+
+
+def test_a_step_refused_by_the_budget_still_answers_the_calls_already_run(emu):
+    from ipy_responses_ws.pricing import BudgetExceededError
+
+    with new_session(emu) as s:
+        s.configure(model="gpt-5-mini")  # a model with a price
+        s.respond("warm up")  # something spent, so a tiny budget is already reached
+        spent = s.ledger.spent
+        assert spent > 0
+        ran = []
+
+        def note(text: str) -> str:
+            """Write a note."""
+            ran.append(text)
+            s.configure(budget=spent / 2)  # the next step is refused before it is sent
+            return "noted"
+
+        with pytest.raises(BudgetExceededError):
+            s.respond('please note(text="x")', tools=[note])
+        assert ran == ["x"]
+        s.configure(budget=None)
+        nxt = s.respond("and now?")
+        assert nxt.ok, nxt.error
+        assert not nxt.resent_transcript  # the call's real output went first, by id
+        assert _requests(emu)[-1]["input"][0] == {
+            "type": "function_call_output",
+            "call_id": _requests(emu)[-1]["input"][0]["call_id"],
+            "output": "noted",
+        }
