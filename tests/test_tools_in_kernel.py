@@ -154,3 +154,31 @@ def test_a_hosted_tool_is_passed_through_and_its_call_shown(kernel: Kernel, emu:
     assert "web search" in frozen and "jupyter kernels" in frozen
     bad = kernel.execute("%%respond --tool file_search\nhi")
     assert bad.status == "error" and "vector store" in bad.error["evalue"].lower()
+
+
+def test_approve_asks_on_stdin_and_a_no_is_sent_as_denied(kernel: Kernel) -> None:
+    """What JupyterLab, Notebook 7 and VS Code do with --approve: an input prompt per call, answered y or n."""
+    content = {
+        "code": "%%respond --new --approve --tools get_weather -o approved\n"
+        'use get_weather(city="Paris") and get_weather(city="Oslo") in parallel',
+        "silent": False,
+        "store_history": True,
+        "user_expressions": {},
+        "allow_stdin": True,
+        "stop_on_error": True,
+    }
+    msg = kernel.kc.session.msg("execute_request", content)
+    kernel.kc.shell_channel.send(msg)
+    prompts = []
+    for answer in ("y", "n"):
+        request = kernel.kc.stdin_channel.get_msg(timeout=20)
+        assert request["msg_type"] == "input_request"
+        prompts.append(request["content"]["prompt"])
+        kernel.kc.input(answer)
+    ex = kernel.collect(msg["header"]["msg_id"], timeout=30)
+    assert ex.status == "ok", ex.error
+    assert prompts[0].startswith('Run get_weather(city="Paris")') and prompts[0].endswith("[y/N] ")
+    out = kernel.execute(
+        "print([(c.arguments['city'], c.status, c.output) for c in approved.tool_calls])"
+    ).stdout()
+    assert out.strip() == "[('Paris', 'ok', '21 C in Paris'), ('Oslo', 'denied', 'denied by the user')]"
