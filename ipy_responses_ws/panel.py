@@ -186,8 +186,8 @@ class ControlPanel:
 
 
 def status_html(status: dict[str, Any]) -> str:
-    """``session.status()`` in a few plain lines: each chain (turns, last response id, store) and each open
-    connection (id, age, busy or idle, turns served)."""
+    """``session.status()`` in a few plain lines: each chain (turns, last response id, store, estimated cost), the
+    session's cost, and each open connection (id, age, busy or idle, turns served)."""
     esc = html.escape
     lines = []
     chains = status.get("chains") or {}
@@ -205,9 +205,13 @@ def status_html(status: dict[str, Any]) -> str:
             parts.append(
                 f"{len(pending)} function call{'s' if len(pending) != 1 else ''} awaiting tool output"
             )
+        if info.get("cost"):
+            parts.append(f"≈{esc(str(info['cost']))} so far")
         lines.append(f"Conversation <b>{esc(str(name))}</b>: " + ", ".join(parts))
     if not chains:
         lines.append("No conversation yet.")
+    elif status.get("cost"):
+        lines.append(esc(str(status["cost"])).capitalize())
     conns = status.get("connections") or []
     for conn in conns:
         turns = int(conn.get("turns") or 0)

@@ -257,3 +257,17 @@ def test_status_names_function_calls_still_waiting_for_their_output() -> None:
     assert c.snapshot()["pending_calls"] == ["call_9"]
     assert "1 function call awaiting tool output" in shown
     assert "pending_calls" not in Chain("plain").snapshot()  # no noise for chains without tools
+
+
+def test_the_panel_shows_each_conversations_estimated_cost() -> None:
+    from ipy_responses_ws.widgets import status_html
+
+    shown = status_html(
+        {
+            "chains": {"default": {"turns": 2, "cost": "$0.0123"}, "side": {"turns": 1, "cost": None}},
+            "cost": "estimated cost: $0.0123 this session (budget $1.00)",
+            "connections": [],
+        }
+    )
+    assert "≈$0.0123 so far" in shown and shown.count("so far") == 1
+    assert "Estimated cost: $0.0123 this session (budget $1.00)" in shown
