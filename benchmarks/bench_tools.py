@@ -34,7 +34,6 @@ Run alone:  python benchmarks/bench_tools.py [--quick] [--json out.json] [--prof
 from __future__ import annotations
 
 import argparse
-import asyncio
 import contextlib
 import json
 import os
@@ -46,13 +45,13 @@ import traceback
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 from urllib.parse import urlsplit
 
 from contenders import MODEL
 from emuproc import FAKE_KEY, EmulatorProcess
 from stats import finite_or_none, fmt, linear_fit, markdown_table, median, p90, pairwise_ratios
+from wire import ByteCountingRelay
 
 HERE = Path(__file__).resolve().parent
 PEERS_DIR = HERE / "peers"
@@ -254,77 +253,6 @@ def make_contenders(base_url: str, peers_python: Path | None) -> list[Any]:
     return out
 
 
-# --- the byte-counting relay ----------------------------------------------------------------------------------
-
-
-class SplittingRelay:
-    """A loopback TCP relay that logs every chunk's direction and size in arrival order (see wire.py)."""
-
-    def __init__(self, target_host: str, target_port: int) -> None:
-        self.target = (target_host, target_port)
-        self.log: list[tuple[bool, int]] = []  # (upstream?, bytes)
-        self.port = 0
-        self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._loop.run_forever, name="split-relay", daemon=True)
-        self._server: asyncio.base_events.Server | None = None
-
-    def __enter__(self) -> SplittingRelay:
-        self._thread.start()
-        self.port = asyncio.run_coroutine_threadsafe(self._start(), self._loop).result(10)
-        return self
-
-    async def _start(self) -> int:
-        self._server = await asyncio.start_server(self._handle, "127.0.0.1", 0)
-        return self._server.sockets[0].getsockname()[1]
-
-    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        up_reader, up_writer = await asyncio.open_connection(*self.target)
-
-        async def pump(src: asyncio.StreamReader, dst: asyncio.StreamWriter, upstream: bool) -> None:
-            try:
-                while chunk := await src.read(65536):
-                    self.log.append((upstream, len(chunk)))
-                    dst.write(chunk)
-                    await dst.drain()
-            except (ConnectionError, asyncio.CancelledError):
-                pass
-            finally:
-                with contextlib.suppress(Exception):
-                    dst.close()
-
-        await asyncio.gather(pump(reader, up_writer, True), pump(up_reader, writer, False))
-
-    def requests_since(self, start: int) -> list[int]:
-        """Upstream bytes per request from log index *start*: runs of upstream chunks between downstream ones."""
-        out: list[int] = []
-        last_up = False
-        for upstream, n in self.log[start:]:
-            if upstream:
-                if last_up:
-                    out[-1] += n
-                else:
-                    out.append(n)
-            last_up = upstream
-        return out
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        async def stop() -> None:
-            if self._server is not None:
-                self._server.close()
-            await asyncio.sleep(0.05)
-            tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
-            for t in tasks:
-                t.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
-
-        asyncio.run_coroutine_threadsafe(stop(), self._loop).result(10)
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(10)
-        self._loop.close()
-
-
 def _emulator_requests(origin: str) -> list[tuple[dict[str, Any], dict[str, Any]]]:
     """``(request body or frame, its log entry)`` for every request the emulator parsed, in order."""
     with urllib.request.urlopen(origin + "/_emulator/log", timeout=10) as resp:
@@ -344,7 +272,7 @@ def measure_bytes(emu: EmulatorProcess, peers_python: Path | None) -> dict[str, 
     for name in ORDER:
         if name in (AGENTS, LIVEKIT) and peers_python is None:
             continue
-        with SplittingRelay(parts.hostname or "127.0.0.1", parts.port or 80) as relay:
+        with ByteCountingRelay(parts.hostname or "127.0.0.1", parts.port or 80) as relay:
             url = f"http://127.0.0.1:{relay.port}/v1"
             contender = next(c for c in make_contenders(url, peers_python) if c.name == name)
             try:

@@ -2,7 +2,8 @@
 
 Put it between a client and the emulator (``base_url`` → the relay's port): it forwards every byte unchanged
 and counts client→server (``up``) and server→client (``down``) totals, including HTTP headers, WebSocket frame
-headers and masking, so WS and SSE are compared on equal terms. It runs on its own loop thread and listens on
+headers and masking, so WS and SSE are compared on equal terms. ``log`` keeps each chunk's direction and size in
+arrival order, so :meth:`ByteCountingRelay.requests_since` can split the upstream bytes per request. It runs on its own loop thread and listens on
 127.0.0.1 only; ``close()`` stops it.
 """
 
@@ -21,6 +22,7 @@ class ByteCountingRelay:
         self.target = (target_host, target_port)
         self.up = 0
         self.down = 0
+        self.log: list[tuple[bool, int]] = []  # (upstream?, bytes) per chunk, in arrival order
         self.connections = 0
         self.port = 0
         self._loop = asyncio.new_event_loop()
@@ -54,6 +56,7 @@ class ByteCountingRelay:
                         self.up += len(chunk)
                     else:
                         self.down += len(chunk)
+                    self.log.append((upstream, len(chunk)))
                     dst.write(chunk)
                     await dst.drain()
             except (ConnectionError, asyncio.CancelledError):
@@ -64,6 +67,19 @@ class ByteCountingRelay:
 
         await asyncio.gather(pump(reader, up_writer, True), pump(up_reader, writer, False))
         self._writers.difference_update((writer, up_writer))
+
+    def requests_since(self, start: int) -> list[int]:
+        """Upstream bytes per request from log index *start*: runs of upstream chunks between downstream ones."""
+        out: list[int] = []
+        last_up = False
+        for upstream, n in self.log[start:]:
+            if upstream:
+                if last_up:
+                    out[-1] += n
+                else:
+                    out.append(n)
+            last_up = upstream
+        return out
 
     async def _stop(self) -> None:
         if self._server is not None:
