@@ -92,16 +92,21 @@ def _cell_number(filename: str, shell: Any) -> int | None:
     return None
 
 
-def _cell_names(tb: types.TracebackType | None, shell: Any, value: BaseException) -> dict[str, str]:
-    """``{compiled filename: "Cell In[N]"}`` for the cells in *tb* (for a readable traceback)."""
+def _filenames(tb: types.TracebackType | None, value: BaseException | None) -> list[str]:
+    """The code filenames of *tb*'s frames, outermost first, then a ``SyntaxError``'s own file (it has no frame)."""
     filenames: list[str] = []
     while tb is not None:
         filenames.append(tb.tb_frame.f_code.co_filename)
         tb = tb.tb_next
     if isinstance(value, SyntaxError) and value.filename:
         filenames.append(value.filename)
+    return filenames
+
+
+def _cell_names(tb: types.TracebackType | None, shell: Any, value: BaseException) -> dict[str, str]:
+    """``{compiled filename: "Cell In[N]"}`` for the cells in *tb* (for a readable traceback)."""
     names: dict[str, str] = {}
-    for filename in filenames:
+    for filename in _filenames(tb, value):
         number = _cell_number(filename, shell)
         if number is not None:
             names[filename] = f"Cell In[{number}]"
@@ -120,13 +125,7 @@ def failing_cell_source(
     history = getattr(shell, "user_ns", {}).get("In") if shell is not None else None
     if not history:
         return None
-    filenames: list[str] = []
-    while tb is not None:
-        filenames.append(tb.tb_frame.f_code.co_filename)
-        tb = tb.tb_next
-    if isinstance(value, SyntaxError) and value.filename:
-        filenames.append(value.filename)
-    for filename in filenames:
+    for filename in _filenames(tb, value):
         number = _cell_number(filename, shell)
         if number is not None and 0 <= number < len(history):
             return str(history[number])
