@@ -26,7 +26,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from .errors import ConfigError
-from .redact import REDACTED, redact
+from .redact import REDACTED, environment_secrets, redact
 
 __all__ = [
     "NO_ERROR_MESSAGE",
@@ -44,8 +44,6 @@ _INTERNAL = re.compile(r"[\\/](IPython|ipykernel|traitlets|tornado|zmq|jupyter_c
 _INPUT_NAME = re.compile(r"<ipython-input-(\d+)-[0-9a-f]*>")
 _CELL_LABEL = re.compile(r"Cell In\[(\d+)\]")
 _SK_KEY = re.compile(r"\bsk-[A-Za-z0-9_\-]{16,}")
-_SECRET_ENV = re.compile(r"(?i)(api_?key|token|secret|password|passwd|credential)")
-_MIN_ENV_SECRET = 8
 
 
 class NoErrorToExplain(ConfigError):
@@ -55,10 +53,6 @@ class NoErrorToExplain(ConfigError):
 
     def __init__(self, message: str = NO_ERROR_MESSAGE, *, hint: str | None = None) -> None:
         super().__init__(message, hint=hint)
-
-
-def _env_secrets(environ: Mapping[str, str]) -> list[str]:
-    return [v for k, v in environ.items() if _SECRET_ENV.search(k) and len(v) >= _MIN_ENV_SECRET]
 
 
 def _clean(text: str, secrets: Iterable[str]) -> str:
@@ -173,7 +167,7 @@ def error_prompt(
             value = etype()  # type: ignore[misc]
         except Exception:
             value = Exception(getattr(etype, "__name__", str(etype)))
-    secrets = _env_secrets(os.environ if environ is None else environ)
+    secrets = environment_secrets(os.environ if environ is None else environ)
     qualname = type(value).__qualname__
     name = type(value).__name__ if "<locals>" in qualname else qualname
     module = type(value).__module__

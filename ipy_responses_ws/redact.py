@@ -22,7 +22,7 @@ Two layers, so that a message built anywhere comes out clean:
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 __all__ = [
@@ -89,6 +89,22 @@ def is_secret_param(name: str) -> bool:
     """True when a URL query parameter called *name* carries a credential (``key``, ``api-key``, ``sig`` …)."""
     norm = name.strip().lower().replace("-", "_").replace(".", "_")
     return norm in _SECRET_NAMES or norm.endswith(_SECRET_SUFFIXES)
+
+
+# Environment variables whose names say they hold a credential (``OPENAI_API_KEY``, ``GITHUB_TOKEN``, ``DB_PASSWORD``,
+# ``AWS_SECRET_ACCESS_KEY``, ``GOOGLE_APPLICATION_CREDENTIALS`` …), besides the names is_secret_param knows.
+_SECRET_ENV_RE = re.compile(r"(?i)(api_?key|token|secret|password|passwd|credential)")
+_MIN_ENV_SECRET_LEN = 8
+
+
+def environment_secrets(environ: Mapping[str, str]) -> list[str]:
+    """The values of *environ*'s credential-looking variables (8 characters or more), to pass to :func:`redact`
+    where text from user code leaves the kernel (a tool's output, a traceback in a prompt)."""
+    return [
+        value
+        for name, value in environ.items()
+        if len(value) >= _MIN_ENV_SECRET_LEN and (is_secret_param(name) or _SECRET_ENV_RE.search(name))
+    ]
 
 
 def register_secret(secret: str | None) -> None:

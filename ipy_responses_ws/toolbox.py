@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import PurePath
 from typing import Any
 
-from .redact import is_secret_param, redact
+from .redact import environment_secrets, redact
 from .tool_schema import ToolSchemaError, function_tool, hosted_tool, parameter_types, tool_name
 
 __all__ = ["ToolCall", "ToolBox", "DEFAULT_OUTPUT_LIMIT", "format_output"]
@@ -274,13 +274,9 @@ def format_output(result: Any, limit: int = DEFAULT_OUTPUT_LIMIT) -> str:
     return text
 
 
-def _env_secrets() -> list[str]:
-    """Values of key-like environment variables (``OPENAI_API_KEY``, ``GITHUB_TOKEN`` …), read at call time."""
-    return [v for k, v in os.environ.items() if len(v) >= 8 and is_secret_param(k)]
-
-
 def _clean(text: str) -> str:
-    return redact(text, _env_secrets())
+    """*text* without registered secrets or the values of key-like environment variables (read at call time)."""
+    return redact(text, environment_secrets(os.environ))
 
 
 # --- the tool box ----------------------------------------------------------------------------------------
