@@ -35,6 +35,7 @@ __all__ = [
     "PRICES_AS_OF",
     "PRICES_SOURCE",
     "DEFAULT_PRICES",
+    "add_usage",
     "Price",
     "Cost",
     "PriceTableError",
@@ -211,6 +212,22 @@ def estimate(
     cached_usd = cached * cached_rate / 1_000_000
     output_usd = outputs * price.output / 1_000_000
     return Cost(input_usd + cached_usd + output_usd, input_usd, cached_usd, output_usd, key)
+
+
+def add_usage(a: Mapping[str, Any] | None, b: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    """Two responses' ``usage`` summed field by field, nested ``*_details`` too (a tool turn's steps, its live view)."""
+    if not a or not b:
+        return dict(a or b) if (a or b) else None
+    out: dict[str, Any] = dict(a)
+    for key, value in b.items():
+        mine = out.get(key)
+        if isinstance(value, int | float) and isinstance(mine, int | float):
+            out[key] = mine + value
+        elif isinstance(value, Mapping) and isinstance(mine, Mapping):
+            out[key] = add_usage(mine, value)
+        elif key not in out:
+            out[key] = value
+    return out
 
 
 # --- a user's price table -------------------------------------------------------------------------------

@@ -21,11 +21,13 @@ from __future__ import annotations
 
 import concurrent.futures
 import dataclasses
+import functools
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
 from .errors import ConfigError
+from .pricing import add_usage
 from .results import TurnResult
 from .toolbox import ToolBox, ToolCall
 
@@ -214,7 +216,7 @@ class ToolLoop:
         last.text = text
         last.tool_calls = list(self.calls)
         last.steps = max(1, len(self.steps))
-        last.usage = _sum_usage([r.usage for r in self.steps])
+        last.usage = functools.reduce(add_usage, [r.usage for r in self.steps], None)
         costs = [r.cost for r in self.steps if r.cost is not None]
         last.cost = sum(costs[1:], costs[0]) if costs else None
         last.elapsed = time.perf_counter() - self._started
@@ -257,25 +259,3 @@ def _end(call: ToolCall, reason: str, *, status: str = "error") -> None:
     call.status = status
     call.error = reason
     call.output = reason
-
-
-def _sum_usage(usages: Sequence[dict[str, Any] | None]) -> dict[str, Any] | None:
-    """The sum of several ``usage`` dicts (nested ``*_details`` counts too); None when there is none."""
-    present = [u for u in usages if isinstance(u, dict)]
-    if not present:
-        return None
-    if len(present) == 1:
-        return dict(present[0])
-    total: dict[str, Any] = {}
-    for usage in present:
-        for key, value in usage.items():
-            if isinstance(value, bool):
-                continue
-            if isinstance(value, (int, float)):
-                total[key] = total.get(key, 0) + value
-            elif isinstance(value, dict):
-                inner = total.setdefault(key, {})
-                for k, v in value.items():
-                    if isinstance(v, (int, float)) and not isinstance(v, bool):
-                        inner[k] = inner.get(k, 0) + v
-    return total

@@ -14,6 +14,7 @@ from typing import Any
 
 from .blocks import BlockFreezer
 from .events import TERMINAL_TYPES
+from .pricing import add_usage
 from .redact import redact
 from .status_text import call_counts, format_seconds, format_usage, short_id, tokens_per_second
 from .tool_view import HostedCall, hosted_call, is_final, parse_arguments
@@ -186,7 +187,7 @@ class TurnState:
         if n <= self.steps:
             return
         self.steps = n
-        self._earlier_usage = _add_usage(self._earlier_usage, self.usage)
+        self._earlier_usage = add_usage(self._earlier_usage, self.usage)
         self.usage = None
         self.state = "waiting"
         self.ended_at = None
@@ -328,7 +329,7 @@ class TurnState:
 
     def total_usage(self) -> dict[str, Any] | None:
         """The usage of every step so far (the current response's alone in a one-step turn)."""
-        return _add_usage(self._earlier_usage, self.usage) if self._earlier_usage else self.usage
+        return add_usage(self._earlier_usage, self.usage) if self._earlier_usage else self.usage
 
     def tool_calls(self) -> list[ToolCall]:
         """The function calls the tool loop reported, in order (what the counts count)."""
@@ -388,19 +389,3 @@ class TurnState:
         if self.notes:
             line += " · " + "; ".join(self.notes)
         return line
-
-
-def _add_usage(a: Mapping[str, Any] | None, b: Mapping[str, Any] | None) -> dict[str, Any] | None:
-    """Two responses' usage summed, field by field (the numbers, and the numbers one level down)."""
-    if not a or not b:
-        return dict(a or b) if (a or b) else None
-    out: dict[str, Any] = dict(a)
-    for key, value in b.items():
-        mine = out.get(key)
-        if isinstance(value, int | float) and isinstance(mine, int | float):
-            out[key] = mine + value
-        elif isinstance(value, Mapping) and isinstance(mine, Mapping):
-            out[key] = _add_usage(mine, value)
-        elif key not in out:
-            out[key] = value
-    return out
