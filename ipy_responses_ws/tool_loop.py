@@ -26,6 +26,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from .chain import paragraph_break
 from .errors import ConfigError
 from .pricing import add_usage
 from .results import TurnResult
@@ -210,9 +211,7 @@ class ToolLoop:
         text = ""
         for res in self.steps:
             if res.text:
-                if text and not text.endswith("\n\n"):
-                    text += "\n" if text.endswith("\n") else "\n\n"
-                text += res.text
+                text += paragraph_break(text) + res.text
         last.text = text
         last.tool_calls = list(self.calls)
         last.steps = max(1, len(self.steps))
