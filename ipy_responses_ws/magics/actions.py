@@ -23,7 +23,7 @@ from typing import Any
 
 import ipywidgets as widgets
 
-from .cell_request import CONTINUE_PROMPT
+from .cell_request import continue_prompt
 
 __all__ = ["ActionsBar", "anonymous_cell"]
 
@@ -104,8 +104,7 @@ class ActionsBar:
         """Go on from the cut-off answer, at the end of the conversation."""
         if getattr(self.result, "status", None) != "incomplete":
             return None
-        reason = getattr(self.result, "incomplete_reason", None) or "the output limit"
-        prompt = CONTINUE_PROMPT.format(reason=reason, partial=self.so_far, question=self.question)
+        prompt = continue_prompt(self.result, self.so_far, self.question)
         request = {**self.request, "cell": anonymous_cell(), "tail": True, "attachments": ()}
         self._continuing = True
         return self._start(prompt, request)

@@ -21,7 +21,7 @@ from ..errors import ConfigError
 from ..last_error import NoErrorToExplain, last_error_prompt
 from .prompt import interpolate_with_report
 
-__all__ = ["CellTurn", "build_cell_turn", "code_blocks", "put_code", "CONTINUE_PROMPT"]
+__all__ = ["CellTurn", "build_cell_turn", "code_blocks", "continue_prompt", "put_code", "CONTINUE_PROMPT"]
 
 #: What ``--continue-answer`` (and the Continue button) asks, with the text the model already wrote.
 CONTINUE_PROMPT = (
@@ -96,9 +96,13 @@ def _continue_turn(last: Any) -> CellTurn:
             f"--continue-answer goes on from an answer that was cut off (incomplete), but {state}. "
             "Raise --max-output-tokens and run the cell again, or ask a new question."
         )
-    reason = getattr(last, "incomplete_reason", None) or "the output limit"
-    prompt = CONTINUE_PROMPT.format(reason=reason, partial=last.text, question=last.prompt)
-    return CellTurn(prompt, notes=["continuing the cut-off answer"])
+    return CellTurn(continue_prompt(last, last.text, last.prompt), notes=["continuing the cut-off answer"])
+
+
+def continue_prompt(cut: Any, partial: str, question: str) -> str:
+    """What Continue sends after the cut-off result *cut*: the question and the answer *partial* so far."""
+    reason = getattr(cut, "incomplete_reason", None) or "the output limit"
+    return CONTINUE_PROMPT.format(reason=reason, partial=partial, question=question)
 
 
 _FENCE = re.compile(
