@@ -269,6 +269,7 @@ def test_retry_button_runs_the_prompt_again_from_the_same_parent(kernel: Kernel,
 
 
 def test_continue_button_under_a_cut_off_answer(kernel: Kernel, emu: Emulator) -> None:
+    kernel.execute("%responses config retry_buttons=true")  # the bar is opt-in; do not rely on another test
     ex = kernel.execute("%%respond --new --max-output-tokens 20 -o cut2\nTell me another long story")
     assert _value(kernel, "cut2.status") == "incomplete"
     partial = _value(kernel, "cut2.text")
