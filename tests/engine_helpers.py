@@ -37,6 +37,16 @@ def session_fixture(key: str) -> Any:
     return session
 
 
+def requests_received(emu: Emulator) -> list[dict[str, Any]]:
+    """Every ``response.create`` frame / POST body the emulator received, by connection, then in order."""
+    return [
+        f
+        for c in emu.connections
+        for f in c.frames
+        if isinstance(f, dict) and f.get("type", "response.create") == "response.create" and "input" in f
+    ]
+
+
 def wait_for(pred: Callable[[], Any], timeout: float = 3.0) -> bool:
     """Poll *pred* until it is true or *timeout* seconds passed; its last answer, as a bool."""
     end = time.monotonic() + timeout

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from engine_helpers import requests_received
 from kernel_helpers import Kernel, all_text
 
 from ipy_responses_ws.emulator import Emulator, reply_for
@@ -42,17 +43,8 @@ def kernel(emu: Emulator) -> Iterator[Kernel]:
         yield k
 
 
-def _requests(emu: Emulator) -> list[dict[str, Any]]:
-    return [
-        f
-        for c in emu.connections
-        for f in c.frames
-        if isinstance(f, dict) and f.get("type", "response.create") == "response.create" and "input" in f
-    ]
-
-
 def _last_user_parts(emu: Emulator) -> list[dict[str, Any]]:
-    items = _requests(emu)[-1]["input"]
+    items = requests_received(emu)[-1]["input"]
     user = [it for it in items if it.get("role") == "user"][-1]
     return (
         user["content"]
@@ -207,7 +199,7 @@ def test_export_restart_load_and_continue_by_id(emu: Emulator, tmp_path: Path) -
         assert ex.status == "ok", ex.error
         assert "by its last response id" in ex.stdout()
         k.execute("%%respond -o three\nwhich words?")
-        assert _requests(emu)[-1]["previous_response_id"] == last_id
+        assert requests_received(emu)[-1]["previous_response_id"] == last_id
         assert _value(k, "three.text") == reply_for(
             ["remember the word heron", "and the word kestrel", "which words?"]
         )
@@ -278,7 +270,7 @@ def test_continue_button_under_a_cut_off_answer(kernel: Kernel, emu: Emulator) -
     _wait_for(kernel, f"cut2.response_id != {old!r}")
     asked = [
         part["text"]
-        for req in _requests(emu)
+        for req in requests_received(emu)
         for it in req["input"]
         if it.get("role") == "user" and isinstance(it.get("content"), list)
         for part in it["content"]

@@ -11,6 +11,7 @@ import functools
 
 import pytest
 from engine_helpers import new_session as _new_session
+from engine_helpers import requests_received
 
 from ipy_responses_ws.emulator import Emulator, Fault, reply_for
 
@@ -22,12 +23,6 @@ new_session = functools.partial(_new_session, key=KEY)
 def emu():
     with Emulator(api_key=KEY).run_in_thread() as e:
         yield e
-
-
-def _requests(emu: Emulator) -> list[dict]:
-    """Every response.create frame / POST body the server received, in log order."""
-    frames = [f for c in emu.connections for f in c.frames if isinstance(f, dict)]
-    return [f for f in frames if f.get("type", "response.create") == "response.create" and "input" in f]
 
 
 def _text(item: dict) -> str:
@@ -85,7 +80,7 @@ def test_store_false_fork_resends_the_transcript_up_to_the_parent(emu):
         s.respond("second", cell="c2")
         r = s.respond("second, again", cell="c2")
         assert r.ok and r.resent_transcript
-        sent = _requests(emu)[-1]
+        sent = requests_received(emu)[-1]
         assert "previous_response_id" not in sent
         texts = [str(it.get("content")) for it in sent["input"]]
         assert any("first" in t for t in texts) and not any("'second'" in t for t in texts)
@@ -97,7 +92,7 @@ def test_store_true_fork_chains_by_the_parents_id(emu):
         one = s.respond("first", cell="c1")
         s.respond("second", cell="c2")
         r = s.respond("second, again", cell="c2")
-        assert _requests(emu)[-1]["previous_response_id"] == one.response_id
+        assert requests_received(emu)[-1]["previous_response_id"] == one.response_id
         assert not r.resent_transcript
 
 
@@ -139,7 +134,7 @@ def test_max_turns_keeps_only_the_last_turns_of_a_resent_transcript(emu):
         r = s.respond("four")
         assert r.ok and r.resent_transcript and r.trimmed_turns == 1
         assert r.text == reply_for(["two", "three", "four"])  # "one" left out, said in trimmed_turns
-        sent = [_text(it) for it in _requests(emu)[-1]["input"]]
+        sent = [_text(it) for it in requests_received(emu)[-1]["input"]]
         assert "one" not in sent and sent[:2] == ["two", reply_for(["one", "two"])]
 
 

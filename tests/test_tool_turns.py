@@ -14,6 +14,7 @@ import time
 
 import pytest
 from engine_helpers import new_session as _new_session
+from engine_helpers import requests_received
 
 from ipy_responses_ws.emulator import Emulator
 
@@ -46,16 +47,11 @@ def step(n: int) -> str:
     return f"step {n} done"
 
 
-def _requests(emu: Emulator) -> list[dict]:
-    frames = [f for c in emu.connections for f in c.frames if isinstance(f, dict)]
-    return [f for f in frames if f.get("type", "response.create") == "response.create" and "input" in f]
-
-
 @pytest.mark.parametrize("transport", ["ws", "sse"])
 @pytest.mark.parametrize("store", [True, False])
 def test_a_multi_step_turn_answers_with_every_tools_output(emu, transport, store):
     with new_session(emu, transport=transport, store=store) as s:
-        before = len(_requests(emu))
+        before = len(requests_received(emu))
         r = s.respond(
             'Check get_weather(city="Paris") and then convert_units(value=21, unit="C").',
             tools=[get_weather, convert_units],
@@ -67,7 +63,7 @@ def test_a_multi_step_turn_answers_with_every_tools_output(emu, transport, store
             ("convert_units", {"value": 21, "unit": "C"}, "ok"),
         ]
         assert "sunny in Paris, 21 C" in r.text and "69.8 F" in r.text
-        sent = _requests(emu)[before:]
+        sent = requests_received(emu)[before:]
         assert len(sent) == 3
         if transport == "ws" or store:
             # after the first request: only the outputs, by id
@@ -85,10 +81,10 @@ def test_a_multi_step_turn_answers_with_every_tools_output(emu, transport, store
 def test_twenty_steps_on_one_socket_with_only_outputs_sent(emu):
     COUNTER["n"] = 0
     with new_session(emu, transport="ws", store=False) as s:
-        before = len(_requests(emu))
+        before = len(requests_received(emu))
         r = s.respond("call step 20 times", tools=[step], max_steps=25)
         assert r.ok and r.steps == 21 and len(r.tool_calls) == 20 and COUNTER["n"] == 20
-        sent = _requests(emu)[before:]
+        sent = requests_received(emu)[before:]
         assert not any(
             req.get("type") == "response.create" and not req.get("previous_response_id") for req in sent[1:]
         )
@@ -106,7 +102,7 @@ def test_the_step_limit_ends_the_turn_visibly_and_the_chain_stays_valid(emu):
         nxt = s.respond("go on without tools")
         assert nxt.ok, nxt.error
         assert not nxt.resent_transcript
-        assert _requests(emu)[-1]["input"][0]["type"] == "function_call_output"
+        assert requests_received(emu)[-1]["input"][0]["type"] == "function_call_output"
 
 
 def test_an_exception_in_a_tool_goes_back_to_the_model(emu):
@@ -188,7 +184,7 @@ def test_an_interrupt_inside_a_tool_leaves_a_chain_the_next_turn_can_use(emu):
         nxt = s.respond("what happened?")
         assert nxt.ok, nxt.error
         assert not nxt.resent_transcript, "answered by id, not by resending"
-        first = _requests(emu)[-1]["input"][0]
+        first = requests_received(emu)[-1]["input"][0]
         assert first["type"] == "function_call_output" and "cancelled by the user" in first["output"]
 
 
@@ -222,8 +218,8 @@ def test_a_step_refused_by_the_budget_still_answers_the_calls_already_run(emu):
         nxt = s.respond("and now?")
         assert nxt.ok, nxt.error
         assert not nxt.resent_transcript  # the call's real output went first, by id
-        assert _requests(emu)[-1]["input"][0] == {
+        assert requests_received(emu)[-1]["input"][0] == {
             "type": "function_call_output",
-            "call_id": _requests(emu)[-1]["input"][0]["call_id"],
+            "call_id": requests_received(emu)[-1]["input"][0]["call_id"],
             "output": "noted",
         }
