@@ -18,7 +18,9 @@ from typing import Any
 
 import nbformat
 import pytest
+from engine_helpers import requests_received
 from nbclient import NotebookClient
+from notebook_helpers import answer, cell, stdout
 
 from ipy_responses_ws.emulator import Emulator, reply_for
 
@@ -60,38 +62,6 @@ def executed(emu: Emulator, tmp_path_factory: pytest.TempPathFactory) -> tuple[n
     return nb, folder
 
 
-def cell(nb: nbformat.NotebookNode, startswith: str) -> nbformat.NotebookNode:
-    matches = [c for c in nb.cells if c.cell_type == "code" and c.source.startswith(startswith)]
-    assert len(matches) == 1, f"{len(matches)} cells start with {startswith!r}"
-    return matches[0]
-
-
-def answer(c: nbformat.NotebookNode) -> dict[str, Any]:
-    """The frozen answer of a %%respond cell (plain Markdown, no live view), with its metadata."""
-    outs = [o for o in c.outputs if o.output_type == "display_data" and "text/markdown" in o["data"]]
-    assert len(outs) == 1, c.outputs
-    data = outs[0]["data"]
-    assert "application/vnd.jupyter.widget-view+json" not in data, "the live view was not frozen"
-    return {
-        "markdown": data["text/markdown"],
-        "text": data["text/plain"],
-        **outs[0]["metadata"]["ipy_responses_ws"],
-    }
-
-
-def stdout(c: nbformat.NotebookNode) -> str:
-    return "".join(o.get("text", "") for o in c.outputs if o.output_type == "stream")
-
-
-def requests(emu: Emulator) -> list[dict[str, Any]]:
-    return [
-        f
-        for conn in emu.connections
-        for f in conn.frames
-        if isinstance(f, dict) and f.get("type", "response.create") == "response.create" and "input" in f
-    ]
-
-
 def user_parts(request: dict[str, Any]) -> list[dict[str, Any]]:
     user = [it for it in request["input"] if it.get("role") == "user"][-1]
     content = user["content"]
@@ -125,7 +95,7 @@ def test_a_dataframe_goes_in_as_a_compact_summary(executed: Any, emu: Emulator) 
     md = sales["markdown"]  # the emulator quotes what it received: the summary, not 1,200 rows
     assert "pandas DataFrame, shape (1200, 3)" in md and "day (datetime64" in md and "units (int64)" in md
     assert "> | 2026-01-01 00:00:00 | Paris | 10 |" in md and "(showing 5 of 1,200 rows)" in md
-    sent = [r for r in requests(emu) if "What stands out" in user_parts(r)[0]["text"]]
+    sent = [r for r in requests_received(emu) if "What stands out" in user_parts(r)[0]["text"]]
     assert len(sent) == 1 and len(user_parts(sent[0])[0]["text"]) < 5000
 
 
@@ -137,7 +107,9 @@ def test_a_figure_is_shown_and_attached(executed: Any, emu: Emulator) -> None:
     assert len(shown) == 1, "the chart is not shown in the notebook"
     about = answer(cell(nb, "%%respond --image fig -o about_fig"))
     assert about["status"] == "completed" and about["text"].startswith("## Turn 2: Describe this chart")
-    (sent,) = [r for r in requests(emu) if user_parts(r)[0]["text"].startswith("Describe this chart")]
+    (sent,) = [
+        r for r in requests_received(emu) if user_parts(r)[0]["text"].startswith("Describe this chart")
+    ]
     parts = user_parts(sent)
     assert [p["type"] for p in parts] == ["input_text", "input_image"]
     png = base64.b64decode(parts[1]["image_url"].split(",", 1)[1])
@@ -153,7 +125,9 @@ def test_the_error_is_explained_with_the_failing_cell(executed: Any, emu: Emulat
     assert why["status"] == "completed"
     assert "> **KeyError**: 'Berlin'" in why["markdown"]
     assert 'share = per_city["Berlin"] / per_city.sum()' in why["markdown"]
-    (sent,) = [r for r in requests(emu) if user_parts(r)[0]["text"].startswith("Why does this fail?")]
+    (sent,) = [
+        r for r in requests_received(emu) if user_parts(r)[0]["text"].startswith("Why does this fail?")
+    ]
     text = user_parts(sent)[0]["text"]
     assert 'per_city = sales.groupby("city")["units"].sum()' in text  # the whole failing cell went along
     assert KEY not in text
@@ -206,6 +180,6 @@ def test_export_then_load_continues_by_id(executed: Any, emu: Emulator) -> None:
     assert resumed["text"].startswith("## Turn 6: Where were we?")
     assert "4. Write the code that plots the 30-day average per city." in resumed["text"]
     rest_id = answer(cell(nb, "%respond --continue-answer -o rest"))["response_id"]
-    (sent,) = [r for r in requests(emu) if user_parts(r)[0]["text"].startswith("Where were we?")]
+    (sent,) = [r for r in requests_received(emu) if user_parts(r)[0]["text"].startswith("Where were we?")]
     assert sent["previous_response_id"] == rest_id  # chained by id: nothing resent
     assert len(sent["input"]) == 1

@@ -7,11 +7,11 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import nbformat
 import pytest
 from nbclient import NotebookClient
+from notebook_helpers import answer, cell, stdout
 
 from ipy_responses_ws.emulator import Emulator, reply_for
 
@@ -36,32 +36,6 @@ def run(name: str, emu: Emulator, monkeypatch: pytest.MonkeyPatch) -> nbformat.N
     text = json.dumps(nb)
     assert KEY not in text, "the key leaked into the executed notebook"
     return nb
-
-
-def cell(nb: nbformat.NotebookNode, startswith: str) -> nbformat.NotebookNode:
-    matches = [c for c in nb.cells if c.cell_type == "code" and c.source.startswith(startswith)]
-    assert len(matches) == 1, f"{len(matches)} cells start with {startswith!r}"
-    return matches[0]
-
-
-def answer(c: nbformat.NotebookNode) -> dict[str, Any]:
-    """The frozen output of a %%respond cell: markdown, plain text and metadata, no widget view.
-
-    (A finished plain turn also shows its Retry/Continue bar, a widget of its own: not part of the answer.)
-    """
-    outs = [o for o in c.outputs if o.output_type == "display_data" and "text/markdown" in o["data"]]
-    assert len(outs) == 1, c.outputs
-    data = outs[0]["data"]
-    assert "application/vnd.jupyter.widget-view+json" not in data, "the live view was not frozen"
-    return {
-        "markdown": data["text/markdown"],
-        "text": data["text/plain"],
-        **outs[0]["metadata"]["ipy_responses_ws"],
-    }
-
-
-def stdout(c: nbformat.NotebookNode) -> str:
-    return "".join(o.get("text", "") for o in c.outputs if o.output_type == "stream")
 
 
 def test_quickstart(emu: Emulator, monkeypatch: pytest.MonkeyPatch) -> None:
