@@ -26,6 +26,7 @@ from .cell_request import build_cell_turn, put_code
 from .control import (
     CONFIG_KEYS,
     MAGIC_KEYS,
+    MAGIC_TRAITS,
     parse_config_pairs,
     parse_profile_pairs,
     print_history,
@@ -447,7 +448,7 @@ class ResponsesMagics(Magics):
             settings = session.settings
             for key in CONFIG_KEYS:
                 print(setting_text(key, getattr(settings, key)))
-            for key in MAGIC_KEYS[:3]:
+            for key in MAGIC_TRAITS:
                 print(setting_text(key, getattr(self, key)))
             for profile in session.profiles.values():
                 print(profile.describe())

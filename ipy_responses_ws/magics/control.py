@@ -14,6 +14,7 @@ from ..redact import redact_url
 __all__ = [
     "CONFIG_KEYS",
     "MAGIC_KEYS",
+    "MAGIC_TRAITS",
     "set_magic_keys",
     "parse_config_pairs",
     "parse_profile_pairs",
@@ -46,9 +47,10 @@ CONFIG_KEYS = (
 )
 
 
-#: Magic-level defaults that `%responses config` sets besides the Settings: traits of ResponsesMagics, and the
-#: session's price table (`prices`, not shown by a bare `%responses config`).
-MAGIC_KEYS = ("tools", "max_steps", "retry_buttons", "prices")
+#: Magic-level defaults that `%responses config` sets besides the Settings: traits of ResponsesMagics (listed by a
+#: bare `%responses config`), and the session's price table (`prices`, too long to list).
+MAGIC_TRAITS = ("tools", "max_steps", "retry_buttons")
+MAGIC_KEYS = (*MAGIC_TRAITS, "prices")
 
 
 def set_magic_keys(magics: Any, session: Any, pairs: list[str]) -> None:
